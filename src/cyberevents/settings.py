@@ -1,0 +1,111 @@
+"""Configuration from the environment and `.env`, validated once at start-up and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+# libpq query options people paste, and the asyncpg connect() argument each becomes.
+_LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host", "port": "port"}
+_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line meant for the user."""
+
+
+def to_asyncpg_url(raw: str) -> URL:
+    """Turn the PostgreSQL URL forms people paste into SQLAlchemy's asyncpg form."""
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError("not a URL; expected postgresql://user:password@host:5432/dbname") from None
+    if url.drivername not in _SCHEMES:
+        raise ValueError(f"scheme {url.drivername!r} is not PostgreSQL; use postgresql://")
+    query: dict[str, str] = {}
+    for key, value in url.query.items():
+        if not isinstance(value, str):
+            raise ValueError(f"option {key!r} is given more than once")
+        if key not in _LIBPQ_OPTIONS:
+            allowed = ", ".join(sorted(_LIBPQ_OPTIONS))
+            raise ValueError(f"option {key!r} is not supported (allowed: {allowed})")
+        if key == "sslmode" and value not in _SSL_MODES:
+            raise ValueError(f"sslmode {value!r} is not one of {', '.join(sorted(_SSL_MODES))}")
+        if key == "connect_timeout" and not value.isdigit():
+            raise ValueError(f"connect_timeout {value!r} is not a whole number of seconds")
+        query[_LIBPQ_OPTIONS[key]] = value
+    if not url.database:
+        raise ValueError("no database name; expected postgresql://user:password@host:5432/dbname")
+    return url.set(drivername="postgresql+asyncpg", query=query)
+
+
+class Settings(BaseSettings):
+    """Every setting cyberevents reads; names are unprefixed, as users of the old system know them."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; unset starts an embedded server in DATA_DIR"
+    )
+    agent_url: AnyHttpUrl | None = Field(
+        default=None, description="Analysis agent endpoint; unset serves the bundled reference agent"
+    )
+    agent_token: SecretStr | None = Field(default=None, description="Bearer token sent to the agent")
+    agent_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one agent request")
+    dispatch_workers: int = Field(default=10, ge=1, le=10_000, description="Agent requests in flight")
+    login_events: int = Field(default=63, ge=0, le=1_000_000, description="Login events per cycle")
+    firewall_events: int = Field(default=319, ge=0, le=1_000_000, description="Firewall events per cycle")
+    patch_events: int = Field(default=52, ge=0, le=1_000_000, description="Patch events per cycle")
+    generator_seed: int | None = Field(
+        default=None, ge=0, description="Base seed; unset draws a fresh one per cycle (always logged)"
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("cyberevents")),
+        description="Where the embedded PostgreSQL keeps its data",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
+    auto_migrate: bool = Field(default=True, description="Bring the schema to head before running cycles")
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _normalise_database_url(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if not isinstance(raw, str):
+            raise ValueError("must be a string")
+        return to_asyncpg_url(raw).render_as_string(hide_password=False)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def sqlalchemy_url(self) -> URL | None:
+        """The configured database as a SQLAlchemy URL, or None for the embedded server."""
+        return None if self.database_url is None else make_url(self.database_url.get_secret_value())
+
+
+_SECRET_FIELDS = {"database_url", "agent_token"}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation errors into one line naming each variable and what is allowed."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            shown = "" if name in _SECRET_FIELDS else f"={error['input']!r}"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name.upper()}{shown}: {message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

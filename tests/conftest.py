@@ -1,0 +1,104 @@
+"""Real PostgreSQL for every test: the server at TEST_DATABASE_URL, else an embedded one.
+
+The schema is built once, through Alembic, into a template database; each test gets its own
+`CREATE DATABASE … TEMPLATE` copy, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cyberevents import migrations
+from cyberevents.db import import_pgserver
+from cyberevents.eventloop import ThreadFreeEventLoop, run
+from cyberevents.settings import Settings, to_asyncpg_url
+from tests.support import asyncpg_dsn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, object]:
+    """Tests run on the loop the service runs on."""
+    return {"threadfree": ThreadFreeEventLoop}
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+    """The PostgreSQL server tests use, as an asyncpg URL of its maintenance database."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield to_asyncpg_url(configured)
+        return
+    server = import_pgserver().get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    with server:
+        yield to_asyncpg_url(server.get_uri())
+
+
+async def _admin(server_url: URL, sql: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def template_name(server_url: URL) -> Iterator[str]:
+    """A database migrated to head once per session, copied for each test."""
+    name = f"cyberevents_template_{os.getpid()}"
+
+    async def build() -> None:
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}"')
+        await _admin(server_url, f'CREATE DATABASE "{name}"')
+        engine = create_async_engine(server_url.set(database=name))
+        try:
+            await migrations.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run(build())
+    yield name
+    run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(server_url: URL, template_name: str) -> AsyncIterator[URL]:
+    """A fresh database at the schema head, for this test alone."""
+    name = f"cyberevents_test_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    yield server_url.set(database=name)
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_database_url(server_url: URL) -> AsyncIterator[URL]:
+    """A fresh database with no schema at all, for migration tests."""
+    name = f"cyberevents_empty_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    yield server_url.set(database=name)
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: URL, tmp_path: Path) -> Settings:
+    """Settings for this test's database, ignoring the developer's environment and .env."""
+    return Settings(
+        _env_file=None,
+        database_url=database_url.render_as_string(hide_password=False),
+        data_dir=tmp_path / "data",
+    )

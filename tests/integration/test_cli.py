@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tests.support import cli
+
+SUBCOMMANDS = ("migrate", "check-db", "generate")
+
+
+def url_env(url: URL) -> dict[str, str]:
+    return {"DATABASE_URL": url.render_as_string(hide_password=False)}
+
+
+def test_help_and_version() -> None:
+    result = cli("--help", env={})
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+    version = cli("--version", env={})
+    assert version.returncode == 0 and version.stdout.startswith("cyberevents ")
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str) -> None:
+    result = cli(name, "--help", env={})
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: cyberevents " + name)
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"DISPATCH_WORKERS": "many"}, "DISPATCH_WORKERS='many'"),
+        ({"DATABASE_URL": "mysql://root:hunter2@db/app"}, "DATABASE_URL: scheme 'mysql' is not PostgreSQL"),
+        (
+            {"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/app"},
+            "database at postgresql+asyncpg://u:***@127.0.0.1:1/app",
+        ),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], complaint: str) -> None:
+    result = cli("check-db", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cyberevents: error: ") and complaint in lines[0]
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+
+
+def test_check_db_on_an_empty_database_says_to_migrate(empty_database_url: URL) -> None:
+    result = cli("check-db", env=url_env(empty_database_url))
+    assert result.returncode == 1
+    assert "schema: empty, head is 0001" in result.stdout
+    assert "cyberevents migrate" in result.stdout
+
+
+def test_migrate_then_check_db(empty_database_url: URL) -> None:
+    env = url_env(empty_database_url)
+    migrated = cli("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip() == "schema upgraded from empty to 0001"
+    assert cli("migrate", env=env).stdout.strip() == "schema already at head (0001)"
+    check = cli("check-db", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "schema: 0001 — at head" in check.stdout
+    assert "events: 0 (empty)" in check.stdout
+    assert "last cycles: none yet" in check.stdout
+
+
+def test_embedded_postgres_when_database_url_is_unset(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    migrated = cli("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "using embedded PostgreSQL in " + str(tmp_path / "data" / "pgdata") in migrated.stderr
+    assert migrated.stdout.strip() == "schema upgraded from empty to 0001"
+    check = cli("check-db", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "database: embedded PostgreSQL" in check.stdout
+    assert "schema: 0001 — at head" in check.stdout and "events: 0 (empty)" in check.stdout
+
+
+def test_generate_reproduces_a_cycle_from_its_seed() -> None:
+    args = ("generate", "--seed", "99", "--window-end", "2026-11-23T12:00:00+00:00", "--truth")
+    first, second = cli(*args, env={}), cli(*args, env={})
+    assert first.returncode == 0 and first.stdout == second.stdout
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert len(records) == 63 + 319 + 52
+    assert {r["ground_truth"]["scenario"] for r in records} >= {"brute_force", "port_scan", "unpatched_critical"}
+    without_truth = cli("generate", "--seed", "99", "--login", "1", "--firewall", "0", "--patch", "0", env={})
+    assert "ground_truth" not in without_truth.stdout and len(without_truth.stdout.splitlines()) == 1

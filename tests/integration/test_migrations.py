@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cyberevents import migrations
+from cyberevents.models import Base
+from tests.conftest import REPO
+from tests.support import cli, run_tool
+
+
+async def tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def test_upgrade_downgrade_upgrade(empty_database_url: URL) -> None:
+    engine = create_async_engine(empty_database_url)
+    try:
+        assert await migrations.current_revision(engine) is None
+        assert await migrations.upgrade(engine) == (None, migrations.head_revision())
+        assert await tables(engine) >= set(Base.metadata.tables)
+
+        await migrations.downgrade(engine, "base")
+        assert await migrations.current_revision(engine) is None
+        assert await tables(engine) == {"alembic_version"}
+
+        await migrations.upgrade(engine)
+        assert await migrations.current_revision(engine) == migrations.head_revision()
+        assert await migrations.upgrade(engine) == (migrations.head_revision(), migrations.head_revision())
+    finally:
+        await engine.dispose()
+
+
+def test_alembic_check_finds_no_drift_between_models_and_migrations(database_url: URL) -> None:
+    result = run_tool(
+        "alembic", "check", env={"DATABASE_URL": database_url.render_as_string(hide_password=False)}, cwd=str(REPO)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No new upgrade operations detected" in result.stdout + result.stderr
+
+
+def test_alembic_cli_upgrades_from_settings(empty_database_url: URL) -> None:
+    env = {"DATABASE_URL": empty_database_url.render_as_string(hide_password=False)}
+    upgraded = run_tool("alembic", "upgrade", "head", env=env, cwd=str(REPO))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "Running upgrade  -> 0001" in upgraded.stderr
+    check = cli("check-db", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "at head" in check.stdout

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cyberevents import repository
+from cyberevents.db import session_factory
+from cyberevents.generator import SCENARIOS, Counts, Login, generate
+from cyberevents.models import (
+    CycleStat,
+    Event,
+    EventKind,
+    EventStatus,
+    FirewallEvent,
+    GroundTruth,
+    LoginEvent,
+    PatchEvent,
+)
+
+START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+async def store_cycle(engine: AsyncEngine, counts: Counts, seed: int = 5) -> int:
+    async with session_factory(engine)() as session, session.begin():
+        cycle_id = await repository.next_cycle_id(session)
+        await repository.insert_cycle(session, cycle_id, START, seed)
+        generated = await repository.insert_events(session, cycle_id, generate(seed, counts, START))
+        await repository.insert_cycle_stats(session, cycle_id, generated)
+    return cycle_id
+
+
+async def test_a_cycle_is_stored_with_details_and_ground_truth(engine: AsyncEngine) -> None:
+    cycle_id = await store_cycle(engine, Counts(63, 319, 52))
+    async with session_factory(engine)() as session:
+        kinds = dict((await session.execute(select(Event.kind, func.count()).group_by(Event.kind))).all())
+        assert kinds == {EventKind.LOGIN: 63, EventKind.FIREWALL: 319, EventKind.PATCH: 52}
+        assert await session.scalar(select(func.count()).select_from(LoginEvent)) == 63
+        assert await session.scalar(select(func.count()).select_from(FirewallEvent)) == 319
+        assert await session.scalar(select(func.count()).select_from(PatchEvent)) == 52
+        assert set(await session.scalars(select(GroundTruth.scenario).distinct())) >= set(SCENARIOS)
+        events = (await session.scalars(select(Event))).all()
+        assert {e.status for e in events} == {EventStatus.PENDING}
+        assert {e.delivery_count for e in events} == {0} and {e.cycle_id for e in events} == {cycle_id}
+        assert len({e.uid for e in events}) == 434
+        stats = {s.kind: s.generated for s in await session.scalars(select(CycleStat))}
+        assert stats == {EventKind.LOGIN: 63, EventKind.FIREWALL: 319, EventKind.PATCH: 52}
+
+
+async def test_stored_details_equal_the_generated_ones(engine: AsyncEngine) -> None:
+    await store_cycle(engine, Counts(30, 0, 0), seed=9)
+    expected = Counter(e.detail for e in generate(9, Counts(30, 0, 0), START))
+    async with session_factory(engine)() as session:
+        rows = (await session.scalars(select(LoginEvent))).all()
+    stored = Counter(
+        Login(r.username, r.privileged, r.src_ip, r.country, r.success, r.auth_method, r.user_agent) for r in rows
+    )
+    assert stored == expected
+
+
+async def test_events_are_inserted_in_bulk_not_row_by_row(engine: AsyncEngine) -> None:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    await store_cycle(engine, Counts(630, 3190, 520))
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) < 4340 / 100, f"{len(inserts)} INSERT statements for 4340 events"
+
+
+async def test_reports_read_back_counts_and_cycles(engine: AsyncEngine) -> None:
+    cycle_id = await store_cycle(engine, Counts(3, 4, 5))
+    async with session_factory(engine)() as session:
+        assert await repository.events_by_kind_and_status(session) == {
+            ("login", "pending"): 3,
+            ("firewall", "pending"): 4,
+            ("patch", "pending"): 5,
+        }
+        assert await repository.analyses_by_severity(session) == {}
+        [summary] = await repository.recent_cycles(session)
+    assert summary.id == cycle_id and summary.seed == 5
+    assert [(k.kind, k.generated) for k in summary.kinds] == [
+        (EventKind.LOGIN, 3),
+        (EventKind.FIREWALL, 4),
+        (EventKind.PATCH, 5),
+    ]

@@ -1,0 +1,47 @@
+"""Helpers shared by tests: subprocess runs of the CLI with a controlled environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+# Settings a developer may have exported; every CLI test starts without them.
+SETTING_NAMES = (
+    "DATABASE_URL", "AGENT_URL", "AGENT_TOKEN", "AGENT_TIMEOUT_SECONDS", "DISPATCH_WORKERS", "LOGIN_EVENTS",
+    "FIREWALL_EVENTS", "PATCH_EVENTS", "GENERATOR_SEED", "DATA_DIR", "LOG_LEVEL", "AUTO_MIGRATE",
+)  # fmt: skip
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """A plain libpq-style DSN asyncpg.connect() accepts."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def cli(
+    *args: str, env: Mapping[str, str], cwd: str | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m cyberevents ARGS` in a subprocess, with only `env` as settings."""
+    return run_tool(sys.executable, "-m", "cyberevents", *args, env=env, cwd=cwd, timeout=timeout)
+
+
+def run_tool(
+    *command: str, env: Mapping[str, str], cwd: str | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run a command of this environment (cyberevents, alembic) with only `env` as settings."""
+    environment = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
+    environment.update(env)
+    tool = str(Path(sys.executable).with_name(command[0])) if command[0] == "alembic" else command[0]
+    return subprocess.run(
+        [tool, *command[1:]],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

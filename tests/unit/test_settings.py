@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cyberevents.settings import ConfigError, Settings, load_settings, to_asyncpg_url
+
+
+@pytest.mark.parametrize(
+    ("pasted", "expected"),
+    [
+        ("postgres://u:pw@db:5432/app", "postgresql+asyncpg://u:pw@db:5432/app"),
+        ("postgresql://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql+psycopg2://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgres://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?ssl=require"),
+        ("postgres://u@db/app?connect_timeout=5", "postgresql+asyncpg://u@db/app?timeout=5"),
+        ("postgresql:///app?host=/var/run/postgresql", "postgresql+asyncpg:///app?host=%2Fvar%2Frun%2Fpostgresql"),
+        ("  postgres://u@db/app  ", "postgresql+asyncpg://u@db/app"),
+    ],
+)
+def test_database_urls_people_paste_become_asyncpg_urls(pasted: str, expected: str) -> None:
+    assert to_asyncpg_url(pasted).render_as_string(hide_password=False) == expected
+
+
+@pytest.mark.parametrize(
+    ("pasted", "complaint"),
+    [
+        ("mysql://u@db/app", "scheme 'mysql' is not PostgreSQL"),
+        ("not a url", "not a URL"),
+        ("postgres://u@db", "no database name"),
+        ("postgres://u@db/app?sslmode=sometimes", "sslmode 'sometimes' is not one of"),
+        ("postgres://u@db/app?application_name=x", "option 'application_name' is not supported"),
+        ("postgres://u@db/app?connect_timeout=soon", "connect_timeout 'soon' is not a whole number"),
+    ],
+)
+def test_bad_database_urls_are_refused_with_the_reason(pasted: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        to_asyncpg_url(pasted)
+
+
+def test_defaults_match_the_old_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "DISPATCH_WORKERS", "LOGIN_EVENTS", "FIREWALL_EVENTS", "PATCH_EVENTS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)
+    assert (settings.login_events, settings.firewall_events, settings.patch_events) == (63, 319, 52)
+    assert settings.dispatch_workers == 10
+    assert settings.database_url is None
+    assert settings.auto_migrate is True
+
+
+def test_settings_come_from_unprefixed_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_WORKERS", "25")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/app")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = load_settings(_env_file=None)
+    assert settings.dispatch_workers == 25
+    assert settings.log_level == "DEBUG"
+    assert settings.sqlalchemy_url is not None
+    assert settings.sqlalchemy_url.drivername == "postgresql+asyncpg"
+
+
+def test_settings_are_read_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PATCH_EVENTS", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("PATCH_EVENTS=7\n")
+    assert load_settings(_env_file=env_file).patch_events == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("DISPATCH_WORKERS", "abc", "DISPATCH_WORKERS='abc': Input should be a valid integer"),
+        ("DISPATCH_WORKERS", "0", "DISPATCH_WORKERS='0': Input should be greater than or equal to 1"),
+        ("LOGIN_EVENTS", "-1", "LOGIN_EVENTS='-1': Input should be greater than or equal to 0"),
+        ("AGENT_URL", "ftp://agent", "AGENT_URL='ftp://agent': URL scheme should be 'http' or 'https'"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD': Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("AUTO_MIGRATE", "perhaps", "AUTO_MIGRATE='perhaps': Input should be a valid boolean"),
+        ("DATABASE_URL", "mysql://root:hunter2@db/app", "DATABASE_URL: scheme 'mysql' is not PostgreSQL"),
+    ],
+)
+def test_a_bad_value_gets_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, complaint: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert complaint in message
+    assert "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:hunter2@db/app")
+    monkeypatch.setenv("AGENT_TOKEN", "tok-s3cret")
+    settings = load_settings(_env_file=None)
+    assert "hunter2" not in repr(settings) and "tok-s3cret" not in repr(settings)
+    assert "hunter2" not in str(settings) and "tok-s3cret" not in str(settings)
