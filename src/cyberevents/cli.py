@@ -1,14 +1,16 @@
 """Command line: parse, configure logging, enter the event loop once, and turn expected errors into one line.
 
-Exit codes: 0 success; 1 the command ran but found a problem (check-db: schema not at head);
-2 configuration or database error; 130 interrupted.
+Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded;
+check-db: schema not at head); 2 configuration or database error; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
@@ -18,9 +20,14 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__, migrations, report
+from .agent.server import AgentKnobs, serve
+from .cycle import CycleResult, run_cycle
 from .db import describe, open_engine
 from .eventloop import run
 from .generator import Counts, generate
+from .models import CycleOutcome
+from .progress import Progress
+from .service import open_resources
 from .settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -55,13 +62,76 @@ async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if found.at_head else 1
 
 
-async def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    counts = Counts(
+async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
+    counts = _counts(args, settings)
+    progress = Progress(sys.stderr)
+    try:
+        async with open_resources(settings) as resources:
+            result = await run_cycle(resources, counts, on_progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(result_json(result)))
+    else:
+        for kind in result.kinds:
+            failed = f", {kind.failed} failed" if kind.failed else ""
+            print(
+                f"{kind.kind.value}: {kind.analysed}/{kind.generated} analysed in {kind.dispatch_seconds:.1f}s{failed}"
+            )
+        print(
+            f"cycle {result.cycle_id}: {result.analysed}/{result.generated} analysed, {result.outcome.value}; "
+            f"dispatch {result.dispatch_seconds:.1f}s, total {result.total_seconds:.1f}s (seed {result.seed})"
+        )
+    return 0 if result.outcome is CycleOutcome.SUCCEEDED else 1
+
+
+def result_json(result: CycleResult) -> dict[str, Any]:
+    return {
+        "cycle_id": result.cycle_id,
+        "seed": result.seed,
+        "outcome": result.outcome.value,
+        "kinds": {
+            kind.kind.value: {
+                "total": kind.generated,
+                "analysed": kind.analysed,
+                "failed": kind.failed,
+                "seconds": kind.dispatch_seconds,
+            }
+            for kind in result.kinds
+        },
+        "dispatch_seconds": round(result.dispatch_seconds, 3),
+        "total_seconds": round(result.total_seconds, 3),
+    }
+
+
+async def _agent(args: argparse.Namespace, settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    token = args.token or (settings.agent_token.get_secret_value() if settings.agent_token else None)
+    knobs = AgentKnobs(args.latency_ms, args.jitter_ms, args.error_rate, token=token)
+    async with serve(knobs, args.host, args.port) as url:
+        log.info(
+            "Reference agent listening at %s (latency %g ms ± %g ms, error rate %g%s)",
+            url, knobs.latency_ms, knobs.jitter_ms, knobs.error_rate, ", bearer token required" if token else "",
+        )  # fmt: skip
+        print(url, flush=True)
+        await stop.wait()
+    log.info("Reference agent stopped")
+    return 0
+
+
+def _counts(args: argparse.Namespace, settings: Settings) -> Counts:
+    return Counts(
         settings.login_events if args.login is None else args.login,
         settings.firewall_events if args.firewall is None else args.firewall,
         settings.patch_events if args.patch is None else args.patch,
     )
-    for event in generate(args.seed, counts, args.window_end, timedelta(minutes=args.window_minutes)):
+
+
+async def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    for event in generate(args.seed, _counts(args, settings), args.window_end, timedelta(minutes=args.window_minutes)):
         record: dict[str, Any] = {"event_type": event.kind.value, "occurred_at": event.occurred_at.isoformat()}
         record["event"] = {f.name: _plain(getattr(event.detail, f.name)) for f in fields(event.detail)}
         if args.truth:
@@ -81,6 +151,26 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _add_counts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--login", type=_non_negative, help="login events (default LOGIN_EVENTS)")
+    parser.add_argument("--firewall", type=_non_negative, help="firewall events (default FIREWALL_EVENTS)")
+    parser.add_argument("--patch", type=_non_negative, help="patch events (default PATCH_EVENTS)")
+
+
 def _timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -96,6 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
+    once = commands.add_parser(
+        "run-once", help="run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
+    )
+    once.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    _add_counts(once)
+    once.set_defaults(handler=_run_once)
+
+    agent = commands.add_parser("agent", help="serve the reference analysis agent (for tests and load runs)")
+    agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    agent.add_argument("--port", type=_non_negative, default=8081, help="port (default 8081; 0 picks a free one)")
+    agent.add_argument("--latency-ms", type=_milliseconds, default=0.0, help="added latency per request")
+    agent.add_argument("--jitter-ms", type=_milliseconds, default=0.0, help="random ± variation of the latency")
+    agent.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction of requests answered 503")
+    agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
+    agent.set_defaults(handler=_agent)
+
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
     migrate.set_defaults(handler=_migrate)
 
@@ -108,9 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
     gen.add_argument("--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends")
     gen.add_argument("--window-minutes", type=_non_negative, default=30, help="length of the window")
-    gen.add_argument("--login", type=_non_negative, help="login events (default LOGIN_EVENTS)")
-    gen.add_argument("--firewall", type=_non_negative, help="firewall events (default FIREWALL_EVENTS)")
-    gen.add_argument("--patch", type=_non_negative, help="patch events (default PATCH_EVENTS)")
+    _add_counts(gen)
     gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")
     gen.set_defaults(handler=_generate)
     return parser

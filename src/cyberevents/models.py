@@ -116,6 +116,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_kind_occurred_at", "kind", "occurred_at"),
         Index("ix_events_cycle_id_status", "cycle_id", "status"),
+        # The dispatcher's claim query walks only what is still waiting.
+        Index("ix_events_pending", "cycle_id", "id", postgresql_where=text("status = 'pending'")),
         CheckConstraint("delivery_count >= 0", name="delivery_count_non_negative"),
     )
 
@@ -129,6 +131,9 @@ class Event(Base):
     )
     delivery_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A claim: which dispatcher holds the event and until when; an expired lease may be taken over.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

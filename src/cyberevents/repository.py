@@ -10,7 +10,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .generator import Detail, GeneratedEvent
@@ -22,6 +23,7 @@ from .models import (
     Event,
     EventAnalysis,
     EventKind,
+    EventStatus,
     GroundTruth,
 )
 
@@ -144,3 +146,103 @@ async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSumm
         CycleSummary(c.id, c.started_at, c.duration_seconds, c.seed, c.outcome, tuple(by_cycle.get(c.id, ())))
         for c in cycles
     ]
+
+
+# --- dispatch -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    id: int
+    uid: uuid.UUID
+    kind: EventKind
+    occurred_at: datetime
+    detail: dict[str, Any]
+
+
+_CLAIM = text(
+    """
+    UPDATE events SET lease_owner = :owner,
+                      lease_expires_at = now() + make_interval(secs => :lease_seconds),
+                      delivery_count = delivery_count + 1
+    WHERE id IN (
+        SELECT id FROM events
+        WHERE cycle_id = :cycle_id AND status = 'pending'
+          AND (lease_expires_at IS NULL OR lease_expires_at < now())
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, uid, kind, occurred_at
+    """
+)
+
+
+async def claim_pending(
+    session: AsyncSession, cycle_id: int, owner: str, limit: int, lease_seconds: float
+) -> list[ClaimedEvent]:
+    """Lease up to `limit` pending events of a cycle to `owner`, with their details; skips what others hold."""
+    claimed = (
+        await session.execute(
+            _CLAIM, {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
+        )
+    ).all()
+    details: dict[int, dict[str, Any]] = {}
+    for kind in {EventKind(row.kind) for row in claimed}:
+        table = DETAIL_TABLES[kind]
+        ids = [row.id for row in claimed if row.kind == kind]
+        for detail in (await session.execute(select(table).where(table.c.event_id.in_(ids)))).mappings():
+            details[detail["event_id"]] = dict(detail)
+    return [
+        ClaimedEvent(row.id, row.uid, EventKind(row.kind), row.occurred_at, details[row.id])
+        for row in sorted(claimed, key=lambda row: row.id)
+    ]
+
+
+async def record_analysis(
+    session: AsyncSession, event_id: int, severity: str, score: int, summary: str, raw: dict[str, Any]
+) -> bool:
+    """Store a verdict and mark the event analysed; False when the event already had one (a redelivery)."""
+    inserted = await session.scalar(
+        pg_insert(EventAnalysis)
+        .values(event_id=event_id, severity=severity, score=score, summary=summary, raw=raw)
+        .on_conflict_do_nothing(index_elements=[EventAnalysis.event_id])
+        .returning(EventAnalysis.id)
+    )
+    await session.execute(
+        update(Event)
+        .where(Event.id == event_id)
+        .values(status=EventStatus.ANALYSED, last_error=None, lease_owner=None, lease_expires_at=None)
+    )
+    return inserted is not None
+
+
+async def record_failure(session: AsyncSession, event_id: int, error: str) -> None:
+    """Mark a delivery failed with its reason; an event already analysed stays analysed."""
+    await session.execute(
+        update(Event)
+        .where(Event.id == event_id, Event.status != EventStatus.ANALYSED)
+        .values(status=EventStatus.FAILED, last_error=error[:2000], lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def finish_cycle(
+    session: AsyncSession,
+    cycle_id: int,
+    finished_at: datetime,
+    duration_seconds: float,
+    outcome: CycleOutcome,
+    kinds: Iterable[KindStat],
+    error: str | None = None,
+) -> None:
+    await session.execute(
+        update(Cycle)
+        .where(Cycle.id == cycle_id)
+        .values(finished_at=finished_at, duration_seconds=duration_seconds, outcome=outcome, error=error)
+    )
+    for stat in kinds:
+        await session.execute(
+            update(CycleStat)
+            .where(CycleStat.cycle_id == cycle_id, CycleStat.kind == stat.kind)
+            .values(analysed=stat.analysed, failed=stat.failed, dispatch_seconds=stat.dispatch_seconds)
+        )

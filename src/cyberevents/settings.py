@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     agent_token: SecretStr | None = Field(default=None, description="Bearer token sent to the agent")
     agent_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one agent request")
     dispatch_workers: int = Field(default=10, ge=1, le=10_000, description="Agent requests in flight")
+    lease_seconds: float = Field(
+        default=300.0, gt=0, description="How long a claimed event stays reserved for the process that claimed it"
+    )
     login_events: int = Field(default=63, ge=0, le=1_000_000, description="Login events per cycle")
     firewall_events: int = Field(default=319, ge=0, le=1_000_000, description="Firewall events per cycle")
     patch_events: int = Field(default=52, ge=0, le=1_000_000, description="Patch events per cycle")

@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from cyberevents.migrations import head_revision
 from tests.support import cli
+
+HEAD = head_revision()
 
 SUBCOMMANDS = ("migrate", "check-db", "generate")
 
@@ -54,7 +57,7 @@ def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], complaint
 def test_check_db_on_an_empty_database_says_to_migrate(empty_database_url: URL) -> None:
     result = cli("check-db", env=url_env(empty_database_url))
     assert result.returncode == 1
-    assert "schema: empty, head is 0001" in result.stdout
+    assert f"schema: empty, head is {HEAD}" in result.stdout
     assert "cyberevents migrate" in result.stdout
 
 
@@ -62,11 +65,11 @@ def test_migrate_then_check_db(empty_database_url: URL) -> None:
     env = url_env(empty_database_url)
     migrated = cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.strip() == "schema upgraded from empty to 0001"
-    assert cli("migrate", env=env).stdout.strip() == "schema already at head (0001)"
+    assert migrated.stdout.strip() == f"schema upgraded from empty to {HEAD}"
+    assert cli("migrate", env=env).stdout.strip() == f"schema already at head ({HEAD})"
     check = cli("check-db", env=env)
     assert check.returncode == 0, check.stderr
-    assert "schema: 0001 — at head" in check.stdout
+    assert f"schema: {HEAD} — at head" in check.stdout
     assert "events: 0 (empty)" in check.stdout
     assert "last cycles: none yet" in check.stdout
 
@@ -76,11 +79,11 @@ def test_embedded_postgres_when_database_url_is_unset(tmp_path: Path) -> None:
     migrated = cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
     assert "using embedded PostgreSQL in " + str(tmp_path / "data" / "pgdata") in migrated.stderr
-    assert migrated.stdout.strip() == "schema upgraded from empty to 0001"
+    assert migrated.stdout.strip() == f"schema upgraded from empty to {HEAD}"
     check = cli("check-db", env=env)
     assert check.returncode == 0, check.stderr
     assert "database: embedded PostgreSQL" in check.stdout
-    assert "schema: 0001 — at head" in check.stdout and "events: 0 (empty)" in check.stdout
+    assert f"schema: {HEAD} — at head" in check.stdout and "events: 0 (empty)" in check.stdout
 
 
 def test_generate_reproduces_a_cycle_from_its_seed() -> None:

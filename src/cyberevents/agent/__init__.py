@@ -1,0 +1,1 @@
+"""The bundled reference agent: the protocol's server side with transparent, rule-based scoring."""

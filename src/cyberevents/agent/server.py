@@ -1,0 +1,116 @@
+"""The reference agent as an aiohttp application, with latency and fault knobs for load and fault tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..protocol import IDEMPOTENCY_HEADER, AgentRequest
+from .rules import score
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_KEYS = 1_000_000
+
+
+@dataclass
+class AgentKnobs:
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    token: str | None = None
+    seed: int | None = None
+
+
+@dataclass
+class AgentStats:
+    """What the agent observed; GET /stats returns it, so load tests can see real concurrency."""
+
+    requests: int = 0
+    analysed: int = 0
+    errors_injected: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    redeliveries: int = 0
+    keys: OrderedDict[str, None] = field(default_factory=OrderedDict)  # the latest idempotency keys seen
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "analysed": self.analysed,
+            "errors_injected": self.errors_injected,
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "redeliveries": self.redeliveries,
+        }
+
+
+STATS = web.AppKey("stats", AgentStats)
+
+
+def create_app(knobs: AgentKnobs) -> web.Application:
+    stats, rng = AgentStats(), random.Random(knobs.seed)
+
+    async def analyse(request: web.Request) -> web.Response:
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            if knobs.token is not None and request.headers.get("Authorization") != f"Bearer {knobs.token}":
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+            key = request.headers.get(IDEMPOTENCY_HEADER, "")
+            if key in stats.keys:
+                stats.redeliveries += 1
+            stats.keys[key] = None
+            if len(stats.keys) > REMEMBERED_KEYS:
+                stats.keys.popitem(last=False)
+            delay = knobs.latency_ms + rng.uniform(-knobs.jitter_ms, knobs.jitter_ms)
+            if delay > 0:
+                await asyncio.sleep(delay / 1000)
+            if rng.random() < knobs.error_rate:
+                stats.errors_injected += 1
+                return web.json_response({"error": "injected failure (--error-rate)"}, status=503)
+            try:
+                event = AgentRequest.model_validate_json(await request.read())
+            except ValidationError as exc:
+                return web.json_response({"error": str(exc.errors()[0]["msg"])}, status=400)
+            severity, points, summary = score(event.event_type, event.event)
+            stats.analysed += 1
+            return web.json_response(
+                {"severity": severity.value, "score": points, "summary": summary, "agent": "cyberevents-reference"}
+            )
+        finally:
+            stats.in_flight -= 1
+
+    async def get_stats(request: web.Request) -> web.Response:
+        return web.json_response(stats.as_json())
+
+    app = web.Application(client_max_size=1 << 20)
+    app[STATS] = stats
+    app.router.add_post("/analyse", analyse)
+    app.router.add_post("/", analyse)
+    app.router.add_get("/stats", get_stats)
+    return app
+
+
+@asynccontextmanager
+async def serve(knobs: AgentKnobs, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run the agent on this loop; yields its analyse URL (port 0 picks a free one)."""
+    runner = web.AppRunner(create_app(knobs), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        bound_host, bound_port = runner.addresses[0][:2]
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield f"http://{url_host}:{bound_port}/analyse"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,143 @@
+"""Semaphore-bounded fan-out of a cycle's events to the agent, each verdict written in its own session.
+
+The feeder claims pending events from the database in batches (leased, `SKIP LOCKED`) and starts one task
+per event, but only when one of the `workers` slots is free: at most `workers` requests are in flight and at
+most `workers` tasks plus one batch are held in memory, whatever the size of the cycle. A task holds a
+database connection only for its final write, so the pool can stay far smaller than `workers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import repository
+from .agent_client import AgentClient, AgentError
+from .models import EventKind
+from .protocol import Delivery, build_delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KindTally:
+    total: int
+    analysed: int = 0
+    failed: int = 0
+    first_started: float | None = None
+    last_finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.analysed + self.failed
+
+    @property
+    def seconds(self) -> float:
+        if self.first_started is None or self.last_finished is None:
+            return 0.0
+        return self.last_finished - self.first_started
+
+
+@dataclass
+class Tally:
+    """Live counts of a dispatch, per kind; progress displays and the cycle summary read it."""
+
+    kinds: dict[EventKind, KindTally]
+    in_flight: int = 0
+    listeners: list[Callable[[Tally], None]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, totals: dict[EventKind, int]) -> Tally:
+        return cls({kind: KindTally(totals.get(kind, 0)) for kind in EventKind})
+
+    @property
+    def total(self) -> int:
+        return sum(kind.total for kind in self.kinds.values())
+
+    @property
+    def done(self) -> int:
+        return sum(kind.done for kind in self.kinds.values())
+
+    def started(self, kind: EventKind) -> None:
+        self.in_flight += 1
+        tally = self.kinds[kind]
+        if tally.first_started is None:
+            tally.first_started = time.monotonic()
+
+    def finished(self, kind: EventKind, analysed: bool | None) -> None:
+        """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending."""
+        self.in_flight -= 1
+        if analysed is None:
+            return
+        tally = self.kinds[kind]
+        tally.last_finished = time.monotonic()
+        if analysed:
+            tally.analysed += 1
+        else:
+            tally.failed += 1
+        for listener in self.listeners:
+            listener(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatcher:
+    sessions: async_sessionmaker[AsyncSession]
+    agent: AgentClient
+    workers: int
+    owner: str
+    lease_seconds: float
+
+    @property
+    def batch_size(self) -> int:
+        return min(max(self.workers, 50), 1000)
+
+    async def dispatch(self, cycle_id: int, tally: Tally) -> None:
+        """Deliver every pending event of the cycle; returns when each has a verdict or a recorded failure."""
+        slots = asyncio.Semaphore(self.workers)
+        async with asyncio.TaskGroup() as tasks:
+            while claimed := await self._claim(cycle_id):
+                for event in claimed:
+                    delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
+                    await slots.acquire()
+                    tasks.create_task(self._deliver(delivery, slots, tally), name=f"deliver-event-{event.id}")
+
+    async def _claim(self, cycle_id: int) -> list[repository.ClaimedEvent]:
+        async with self.sessions() as session, session.begin():
+            return await repository.claim_pending(session, cycle_id, self.owner, self.batch_size, self.lease_seconds)
+
+    async def _deliver(self, delivery: Delivery, slots: asyncio.Semaphore, tally: Tally) -> None:
+        tally.started(delivery.kind)
+        analysed: bool | None = None
+        try:
+            try:
+                verdict, raw = await self.agent.analyse(delivery)
+            except AgentError as exc:
+                log.warning("Event %d (%s) failed: %s", delivery.event_id, delivery.kind.value, exc)
+                await asyncio.shield(self._record_failure(delivery, str(exc)))
+                analysed = False
+            else:
+                log.debug(
+                    "Event %d analysed: severity=%s, score=%d", delivery.event_id, verdict.severity.value, verdict.score
+                )
+                # Shielded: a verdict the agent already gave is never lost to a cancellation half-way.
+                await asyncio.shield(self._record_analysis(delivery, verdict.severity.value, verdict.score,
+                                                           verdict.summary, raw))  # fmt: skip
+                analysed = True
+        finally:
+            slots.release()
+            tally.finished(delivery.kind, analysed)
+
+    async def _record_analysis(
+        self, delivery: Delivery, severity: str, score: int, summary: str, raw: dict[str, object]
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            await repository.record_analysis(session, delivery.event_id, severity, score, summary, raw)
+
+    async def _record_failure(self, delivery: Delivery, error: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await repository.record_failure(session, delivery.event_id, error)

@@ -1,0 +1,85 @@
+"""The agent protocol on the wire: the request cyberevents sends and the verdict it accepts back.
+
+Documented for agent authors in docs/agent-protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from .models import EventKind, Severity
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a dispatch task gets: plain immutable data, never an ORM object."""
+
+    event_id: int
+    uid: uuid.UUID
+    kind: EventKind
+    body: bytes
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def build_delivery(
+    event_id: int, uid: uuid.UUID, kind: EventKind, occurred_at: datetime, detail: Mapping[str, object]
+) -> Delivery:
+    """Encode the request body once, from the event's own columns only: the ground truth lives elsewhere."""
+    event = {"occurred_at": occurred_at.isoformat()} | {
+        name: _jsonable(value) for name, value in detail.items() if name != "event_id"
+    }
+    body = json.dumps({"event_type": kind.value, "event_id": event_id, "event": event}, separators=(",", ":"))
+    return Delivery(event_id, uid, kind, body.encode())
+
+
+class AgentRequest(BaseModel):
+    """The request body, as an agent parses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: Literal["login", "firewall", "patch"]
+    event_id: int
+    event: dict[str, Any]
+
+
+class Verdict(BaseModel):
+    """The agent's answer. Unknown fields are allowed and kept, with the rest, as the raw JSON."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    severity: Severity
+    score: StrictInt = Field(ge=0, le=100)
+    summary: str = Field(max_length=10_000)
+
+
+class InvalidVerdict(ValueError):
+    """The agent answered, but not with a verdict this protocol accepts."""
+
+
+def parse_verdict(payload: bytes) -> tuple[Verdict, dict[str, Any]]:
+    """Validate a response body; returns the verdict and the whole JSON object to store as raw."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidVerdict(f"response is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidVerdict(f"response is a JSON {type(raw).__name__}, not an object")
+    try:
+        return Verdict.model_validate(raw), raw
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}" for error in exc.errors())
+        raise InvalidVerdict(f"response is not a valid verdict: {problems}") from None
