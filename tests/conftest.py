@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -94,11 +95,23 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+MakeSettings = Callable[..., Settings]
+
+
 @pytest.fixture
-def settings(database_url: URL, tmp_path: Path) -> Settings:
+def make_settings(database_url: URL, tmp_path: Path) -> MakeSettings:
     """Settings for this test's database, ignoring the developer's environment and .env."""
-    return Settings(
-        _env_file=None,
-        database_url=database_url.render_as_string(hide_password=False),
-        data_dir=tmp_path / "data",
-    )
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url.render_as_string(hide_password=False),
+            "data_dir": tmp_path / "data",
+        }
+        return Settings(_env_file=None, **(values | overrides))
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: MakeSettings) -> Settings:
+    return make_settings()

@@ -1,0 +1,57 @@
+"""Fake agents for tests: real aiohttp servers on loopback that record what reaches them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[dict[str, Any]], web.Response]
+
+
+def good_verdict(request: dict[str, Any]) -> web.Response:
+    return web.json_response({"severity": "medium", "score": 42, "summary": "looks odd", "model": "test"})
+
+
+@dataclass
+class RecordingAgent:
+    """Counts concurrency as the server sees it and keeps every request's headers and body."""
+
+    url: str = ""
+    latency: float = 0.0
+    respond: Responder = good_verdict
+    requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            body = json.loads(await request.read())
+            self.requests.append((dict(request.headers), body))
+            await asyncio.sleep(self.latency)
+            return self.respond(body)
+        finally:
+            self.in_flight -= 1
+
+
+@asynccontextmanager
+async def recording_agent(latency: float = 0.0, respond: Responder = good_verdict) -> AsyncIterator[RecordingAgent]:
+    agent = RecordingAgent(latency=latency, respond=respond)
+    app = web.Application()
+    app.router.add_post("/analyse", agent.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    agent.url = f"http://127.0.0.1:{runner.addresses[0][1]}/analyse"
+    try:
+        yield agent
+    finally:
+        await runner.cleanup()

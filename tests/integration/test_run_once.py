@@ -1,0 +1,142 @@
+"""run-once as users run it: a subprocess, real PostgreSQL, a real agent process, host names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from tests.support import SETTING_NAMES, cli
+
+
+@pytest.fixture
+def agent_process() -> Iterator[subprocess.Popen[str]]:
+    """`cyberevents agent` on a free loopback port, with 100 ms latency; its URL is its first stdout line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "100", "--token", "s3cret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in SETTING_NAMES},
+    )
+    assert process.stdout is not None
+    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
+    yield process
+    process.terminate()
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "Reference agent stopped" in stderr
+
+
+def by_host_name(url: URL) -> str:
+    return url.set(host="localhost").render_as_string(hide_password=False)
+
+
+def threads_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+def test_one_os_thread_through_a_whole_cycle_with_host_names(
+    database_url: URL, agent_process: subprocess.Popen[str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
+        "DATABASE_URL": by_host_name(database_url),
+        "AGENT_URL": agent_process.url.replace("127.0.0.1", "localhost"),  # type: ignore[attr-defined]
+        "AGENT_TOKEN": "s3cret",
+        "DISPATCH_WORKERS": "5",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", "15", "--firewall", "15",
+         "--patch", "15"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    samples = []
+    while process.poll() is None:
+        if (threads := threads_of(process.pid)) is not None:
+            samples.append(threads)
+        time.sleep(0.01)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    assert len(samples) > 50, "the cycle ended before the thread count could be watched"
+    assert set(samples) == {1}
+    assert json.loads(stdout)["kinds"]["login"]["analysed"] == 15
+
+
+def test_run_once_json_is_the_only_stdout_and_exit_0(database_url: URL) -> None:
+    result = cli("run-once", "--json", env={"DATABASE_URL": by_host_name(database_url), "GENERATOR_SEED": "7"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"cycle_id", "seed", "outcome", "kinds", "dispatch_seconds", "total_seconds"}
+    assert report["outcome"] == "succeeded"
+    assert {kind: counts["total"] for kind, counts in report["kinds"].items()} == {
+        "login": 63,
+        "firewall": 319,
+        "patch": 52,
+    }
+    assert all(counts["analysed"] == counts["total"] and counts["failed"] == 0 for counts in report["kinds"].values())
+    assert all(isinstance(counts["seconds"], float) for counts in report["kinds"].values())
+    assert report["total_seconds"] >= report["dispatch_seconds"] > 0
+
+
+def test_run_once_prints_per_kind_lines_and_keeps_the_old_log_lines(database_url: URL) -> None:
+    result = cli(
+        "run-once", "--login", "4", "--firewall", "5", "--patch", "6",
+        env={"DATABASE_URL": by_host_name(database_url)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("login: 4/4 analysed in ")
+    assert lines[1].startswith("firewall: 5/5 analysed in ")
+    assert lines[2].startswith("patch: 6/6 analysed in ")
+    assert lines[3].startswith("cycle 1: 15/15 analysed, succeeded; dispatch ")
+    assert "=== Starting event generation cycle at " in result.stderr
+    assert "Login events completed: 4/4 successful in " in result.stderr
+    assert "Firewall events completed: 5/5 successful in " in result.stderr
+    assert "Patch events completed: 6/6 successful in " in result.stderr
+    assert "=== Event generation cycle completed successfully in " in result.stderr
+    assert "AGENT_URL is unset: serving the reference agent in-process at http://127.0.0.1:" in result.stderr
+
+
+def test_run_once_exits_1_when_events_fail_and_records_them(database_url: URL) -> None:
+    env = {"DATABASE_URL": by_host_name(database_url), "AGENT_URL": "http://127.0.0.1:9/analyse"}
+    result = cli("run-once", "--json", "--login", "2", "--firewall", "2", "--patch", "2", env=env)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "failed"
+    assert sum(counts["failed"] for counts in report["kinds"].values()) == 6
+    check = cli("check-db", env={"DATABASE_URL": env["DATABASE_URL"]})
+    assert "login              0         0         2         2" in check.stdout
+
+
+def test_run_once_exits_2_on_database_errors() -> None:
+    result = cli("run-once", env={"DATABASE_URL": "postgres://nobody:pw@127.0.0.1:1/none"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("cyberevents: error: database at postgresql+asyncpg://nobody:***@")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_once_refuses_a_schema_behind_head_without_auto_migrate(empty_database_url: URL) -> None:
+    env = {"DATABASE_URL": by_host_name(empty_database_url), "AUTO_MIGRATE": "false"}
+    result = cli("run-once", env=env)
+    assert result.returncode == 2
+    assert "AUTO_MIGRATE=false and the schema is at empty" in result.stderr
+
+
+def test_run_once_on_embedded_defaults_analyses_434_events(tmp_path: Path) -> None:
+    """The README's first line: no PostgreSQL and no agent started by hand."""
+    result = cli("run-once", "--json", env={"DATA_DIR": str(tmp_path / "data")}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sum(counts["analysed"] for counts in report["kinds"].values()) == 434
+    assert "using embedded PostgreSQL" in result.stderr
