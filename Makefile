@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint format typecheck test check clean
+.PHONY: install lint format typecheck test check clean bench
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -11,12 +11,12 @@ install:
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 lint:
-	$(BIN)/ruff check src tests alembic
-	$(BIN)/ruff format --check src tests alembic
+	$(BIN)/ruff check src tests alembic bench
+	$(BIN)/ruff format --check src tests alembic bench
 
 format:
-	$(BIN)/ruff check --fix src tests alembic
-	$(BIN)/ruff format src tests alembic
+	$(BIN)/ruff check --fix src tests alembic bench
+	$(BIN)/ruff format src tests alembic bench
 
 typecheck:
 	$(BIN)/mypy
@@ -28,3 +28,6 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist build
+
+bench:
+	$(BIN)/python -m bench

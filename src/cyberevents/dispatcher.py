@@ -1,8 +1,11 @@
 """Semaphore-bounded fan-out of a cycle's events to the agent, each verdict written in its own session.
 
 The feeder claims pending events from the database in batches (leased, `SKIP LOCKED`) and starts one task
-per event, but only when one of the `workers` slots is free: at most `workers` requests are in flight and at
-most `workers` tasks plus one batch are held in memory, whatever the size of the cycle. A task holds a
+per event, but only when one of the `workers` request slots is free: at most `workers` requests are in
+flight. A task gives its request slot back as soon as the agent has answered, so the next request starts
+while the verdict is being written; writes have `workers` slots of their own, and a task takes one before it
+lets its request slot go, so a slow database holds the feeder back instead of piling up verdicts. At most
+2 × `workers` tasks and one batch are held in memory, whatever the size of the cycle. A task holds a
 database connection only for its final write, so the pool can stay far smaller than `workers`.
 """
 
@@ -13,13 +16,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import repository
 from .agent_client import AgentClient, AgentError
 from .models import EventKind
-from .protocol import Delivery, build_delivery
+from .protocol import Delivery, Verdict, build_delivery
 
 log = logging.getLogger(__name__)
 
@@ -98,46 +102,58 @@ class Dispatcher:
 
     async def dispatch(self, cycle_id: int, tally: Tally) -> None:
         """Deliver every pending event of the cycle; returns when each has a verdict or a recorded failure."""
-        slots = asyncio.Semaphore(self.workers)
+        requests, writes = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
         async with asyncio.TaskGroup() as tasks:
             while claimed := await self._claim(cycle_id):
                 for event in claimed:
                     delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
-                    await slots.acquire()
-                    tasks.create_task(self._deliver(delivery, slots, tally), name=f"deliver-event-{event.id}")
+                    await requests.acquire()
+                    tasks.create_task(
+                        self._deliver(delivery, requests, writes, tally), name=f"deliver-event-{event.id}"
+                    )
 
     async def _claim(self, cycle_id: int) -> list[repository.ClaimedEvent]:
         async with self.sessions() as session, session.begin():
             return await repository.claim_pending(session, cycle_id, self.owner, self.batch_size, self.lease_seconds)
 
-    async def _deliver(self, delivery: Delivery, slots: asyncio.Semaphore, tally: Tally) -> None:
+    async def _deliver(
+        self, delivery: Delivery, requests: asyncio.Semaphore, writes: asyncio.Semaphore, tally: Tally
+    ) -> None:
+        """Runs holding a request slot (taken by the feeder); swaps it for a write slot once the agent answers."""
         tally.started(delivery.kind)
-        analysed: bool | None = None
+        recorded: bool | None = None
         try:
             try:
-                verdict, raw = await self.agent.analyse(delivery)
-            except AgentError as exc:
-                log.warning("Event %d (%s) failed: %s", delivery.event_id, delivery.kind.value, exc)
-                await asyncio.shield(self._record_failure(delivery, str(exc)))
-                analysed = False
-            else:
-                log.debug(
-                    "Event %d analysed: severity=%s, score=%d", delivery.event_id, verdict.severity.value, verdict.score
-                )
-                # Shielded: a verdict the agent already gave is never lost to a cancellation half-way.
-                await asyncio.shield(self._record_analysis(delivery, verdict.severity.value, verdict.score,
-                                                           verdict.summary, raw))  # fmt: skip
-                analysed = True
+                outcome = await self._ask(delivery)
+                await writes.acquire()
+            finally:
+                requests.release()
+            try:
+                # Shielded: an answer the agent already gave is never lost to a cancellation half-way.
+                recorded = await asyncio.shield(self._record(delivery, outcome))
+            finally:
+                writes.release()
         finally:
-            slots.release()
-            tally.finished(delivery.kind, analysed)
+            tally.finished(delivery.kind, recorded)
 
-    async def _record_analysis(
-        self, delivery: Delivery, severity: str, score: int, summary: str, raw: dict[str, object]
-    ) -> None:
-        async with self.sessions() as session, session.begin():
-            await repository.record_analysis(session, delivery.event_id, severity, score, summary, raw)
+    async def _ask(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]] | str:
+        """The agent's verdict with its raw JSON, or why there is none."""
+        try:
+            verdict, raw = await self.agent.analyse(delivery)
+        except AgentError as exc:
+            log.warning("Event %d (%s) failed: %s", delivery.event_id, delivery.kind.value, exc)
+            return str(exc)
+        log.debug("Event %d analysed: severity=%s, score=%d", delivery.event_id, verdict.severity.value, verdict.score)
+        return verdict, raw
 
-    async def _record_failure(self, delivery: Delivery, error: str) -> None:
+    async def _record(self, delivery: Delivery, outcome: tuple[Verdict, dict[str, Any]] | str) -> bool:
+        """Write the outcome in this task's own session, in one short transaction; True if analysed."""
         async with self.sessions() as session, session.begin():
-            await repository.record_failure(session, delivery.event_id, error)
+            if isinstance(outcome, str):
+                await repository.record_failure(session, delivery.event_id, outcome)
+                return False
+            verdict, raw = outcome
+            await repository.record_analysis(
+                session, delivery.event_id, verdict.severity.value, verdict.score, verdict.summary, raw
+            )
+            return True

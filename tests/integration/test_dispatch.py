@@ -31,7 +31,7 @@ from tests.conftest import MakeSettings
 async def analyses_per_event(sessions: async_sessionmaker[AsyncSession]) -> Counter[int]:
     async with sessions() as session:
         rows = await session.execute(select(EventAnalysis.event_id, func.count()).group_by(EventAnalysis.event_id))
-        return Counter(dict(rows))
+        return Counter(dict(rows.all()))
 
 
 @pytest.mark.parametrize(("workers", "events"), [(1, 12), (7, 120), (50, 400)])

@@ -1,0 +1,1 @@
+"""Benchmarks of cyberevents (not part of the test run): `python -m bench`."""
