@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 # Settings a developer may have exported; every CLI test starts without them.
 SETTING_NAMES = (
     "DATABASE_URL", "AGENT_URL", "AGENT_TOKEN", "AGENT_TIMEOUT_SECONDS", "DISPATCH_WORKERS", "LOGIN_EVENTS",
-    "FIREWALL_EVENTS", "PATCH_EVENTS", "GENERATOR_SEED", "DATA_DIR", "LOG_LEVEL", "AUTO_MIGRATE",
+    "FIREWALL_EVENTS", "PATCH_EVENTS", "GENERATOR_SEED", "DATA_DIR", "LOG_LEVEL", "AUTO_MIGRATE", "LEASE_SECONDS",
 )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> Settings:
+        if self.lease_seconds <= self.agent_timeout_seconds:
+            raise ValueError(
+                f"LEASE_SECONDS ({self.lease_seconds:g}) must exceed AGENT_TIMEOUT_SECONDS "
+                f"({self.agent_timeout_seconds:g}), or another dispatcher could take over an event mid-request"
+            )
+        return self
+
     @property
     def sqlalchemy_url(self) -> URL | None:
         """The configured database as a SQLAlchemy URL, or None for the embedded server."""
@@ -107,7 +116,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a rule across several settings: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            name = str(error["loc"][0])
             shown = "" if name in _SECRET_FIELDS else f"={error['input']!r}"
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{name.upper()}{shown}: {message}")

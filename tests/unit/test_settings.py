@@ -92,6 +92,13 @@ def test_a_bad_value_gets_one_line_naming_the_variable(
     assert "hunter2" not in message
 
 
+def test_the_lease_must_outlast_an_agent_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("LEASE_SECONDS", "30")
+    with pytest.raises(ConfigError, match=r"LEASE_SECONDS \(30\) must exceed AGENT_TIMEOUT_SECONDS \(60\)"):
+        load_settings(_env_file=None)
+
+
 def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:hunter2@db/app")
     monkeypatch.setenv("AGENT_TOKEN", "tok-s3cret")
