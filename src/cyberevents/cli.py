@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
     )
     gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
-    gen.add_argument("--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends")
+    gen.add_argument("--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)")
     gen.add_argument("--window-minutes", type=_non_negative, default=30, help="length of the window")
     _add_counts(gen)
     gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")

@@ -290,87 +290,54 @@ def _logins(rng: random.Random, window: _Window, total: int, tag: str) -> Iterat
 
 
 def _firewall(rng: random.Random, window: _Window, total: int, tag: str) -> Iterator[GeneratedEvent]:
-    def event(at: datetime, rule: Firewall, scenario: str = BENIGN, campaign: str | None = None) -> GeneratedEvent:
-        return GeneratedEvent(EventKind.FIREWALL, at, rule, scenario, campaign)
+    def flow(
+        at: datetime,
+        src: IPAddress,
+        dst: IPAddress,
+        port: int,
+        direction: str,
+        action: str,
+        rule: str,
+        size: int,
+        protocol: str = "tcp",
+        scenario: str = BENIGN,
+        campaign: str | None = None,
+    ) -> GeneratedEvent:
+        rule_hit = Firewall(src, rng.randrange(1024, 65535), dst, port, protocol, direction, action, rule, size)
+        return GeneratedEvent(EventKind.FIREWALL, at, rule_hit, scenario, campaign)  # fmt: skip
 
     scan = min(_share(total, 0.12, 10), 65535)
     if scan:
-        src, dst = _public_ip(rng, rng.choice(_HOSTILE_COUNTRIES)), _internal_ip(rng, 30)
+        src, dst, campaign = (
+            _public_ip(rng, rng.choice(_HOSTILE_COUNTRIES)),
+            _internal_ip(rng, 30),
+            f"{PORT_SCAN}-{tag}",
+        )
         ports = list(dict.fromkeys([*_EXPOSED_PORTS, *range(1, 65536)]))[:scan]  # the usual suspects first
         for at, port in zip(window.burst(scan, 0.2), ports, strict=True):
-            action = "allow" if port == 443 else "deny"
-            yield event(
-                at,
-                Firewall(
-                    src,
-                    rng.randrange(40000, 65535),
-                    dst,
-                    port,
-                    "tcp",
-                    "inbound",
-                    action,
-                    "default-deny-inbound" if action == "deny" else "allow-https",
-                    60,
-                ),
-                PORT_SCAN,
-                f"{PORT_SCAN}-{tag}",
-            )
+            action, rule = ("allow", "allow-https") if port == 443 else ("deny", "default-deny-inbound")
+            yield flow(at, src, dst, port, "inbound", action, rule, 60, scenario=PORT_SCAN, campaign=campaign)
     exfil = _share(total, 0.025, 5)
     if exfil:
         src, dst = _internal_ip(rng, 20), _public_ip(rng, rng.choice(_HOSTILE_COUNTRIES))
+        campaign = f"{EXFILTRATION}-{tag}"
         for at in window.burst(exfil, 45.0):
-            yield event(
-                at,
-                Firewall(
-                    src,
-                    rng.randrange(40000, 65535),
-                    dst,
-                    443,
-                    "tcp",
-                    "outbound",
-                    "allow",
-                    "allow-web-egress",
-                    rng.randrange(200_000_000, 2_000_000_000),
-                ),
-                EXFILTRATION,
-                f"{EXFILTRATION}-{tag}",
-            )
+            size = rng.randrange(200_000_000, 2_000_000_000)
+            yield flow(at, src, dst, 443, "outbound", "allow", "allow-web-egress", size, scenario=EXFILTRATION,
+                       campaign=campaign)  # fmt: skip
     for _ in range(total - scan - exfil):
         at = window.anywhere()
         if rng.random() < 0.8:  # workstations reaching servers and the internet
             port, protocol = rng.choice(_SERVICES)
-            dst = _internal_ip(rng, 30) if port in (22, 5432, 53, 123) else _public_ip(rng, rng.choice(_HOME_COUNTRIES))
-            yield event(
-                at,
-                Firewall(
-                    _internal_ip(rng, 20),
-                    rng.randrange(40000, 65535),
-                    dst,
-                    port,
-                    protocol,
-                    "outbound",
-                    "allow",
-                    f"allow-{port}-{protocol}",
-                    rng.randrange(200, 5_000_000),
-                ),
-            )
+            internal = port in (22, 5432, 53, 123)
+            dst = _internal_ip(rng, 30) if internal else _public_ip(rng, rng.choice(_HOME_COUNTRIES))
+            yield flow(at, _internal_ip(rng, 20), dst, port, "outbound", "allow", f"allow-{port}-{protocol}",
+                       rng.randrange(200, 5_000_000), protocol)  # fmt: skip
         else:  # internet background noise against the edge
             port = rng.choice((*_EXPOSED_PORTS, 443, 80))
-            action = "allow" if port in (443, 80) else "deny"
-            yield event(
-                at,
-                Firewall(
-                    _public_ip(rng, rng.choice(tuple(_PREFIXES))),
-                    rng.randrange(1024, 65535),
-                    _internal_ip(rng, 30),
-                    port,
-                    "tcp",
-                    "inbound",
-                    action,
-                    "allow-web-inbound" if action == "allow" else "default-deny-inbound",
-                    rng.randrange(40, 20_000),
-                ),
-            )
+            action, rule = ("allow", "allow-web-inbound") if port in (443, 80) else ("deny", "default-deny-inbound")
+            src = _public_ip(rng, rng.choice(tuple(_PREFIXES)))
+            yield flow(at, src, _internal_ip(rng, 30), port, "inbound", action, rule, rng.randrange(40, 20_000))
 
 
 def _patches(rng: random.Random, window: _Window, total: int, tag: str) -> Iterator[GeneratedEvent]:
