@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cyberevents import migrations
-from cyberevents.db import import_pgserver
+from cyberevents.db import import_pgserver, open_engine
 from cyberevents.eventloop import ThreadFreeEventLoop, run
+from cyberevents.service import Resources, open_resources, pool_size_for
 from cyberevents.settings import Settings, to_asyncpg_url
 from tests.support import asyncpg_dsn
 
@@ -115,3 +117,13 @@ def make_settings(database_url: URL, tmp_path: Path) -> MakeSettings:
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> Settings:
     return make_settings()
+
+
+@asynccontextmanager
+async def open_test_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """The resources run-once composes: an engine sized for the workers, then everything a cycle needs."""
+    async with (
+        open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers)) as engine,
+        open_resources(settings, engine) as resources,
+    ):
+        yield resources

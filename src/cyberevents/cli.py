@@ -21,13 +21,13 @@ from sqlalchemy.exc import DBAPIError
 
 from . import __version__, migrations, report
 from .agent.server import AgentKnobs, serve
-from .cycle import CycleResult, run_cycle
+from .cycle import CycleRequest, CycleResult, run_cycle
 from .db import describe, open_engine
 from .eventloop import run
 from .generator import Counts, generate
 from .models import CycleOutcome
 from .progress import Progress
-from .service import open_resources
+from .service import graceful_stop, open_resources, pool_size_for
 from .settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,20 @@ async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
-    counts = _counts(args, settings)
-    progress = Progress(sys.stderr)
+    progress, result = Progress(sys.stderr), None
     try:
-        async with open_resources(settings) as resources:
-            result = await run_cycle(resources, counts, on_progress=progress)
+        async with (
+            open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers)) as engine,
+            open_resources(settings, engine) as resources,
+            graceful_stop(settings) as stop,
+        ):
+            request = CycleRequest(_counts(args, settings), stop=stop.event, on_progress=progress)
+            result = await run_cycle(resources, request)
     finally:
         progress.close()
+    if result is None:  # cut short by a second signal or the end of the shutdown grace: recorded as interrupted
+        print("cycle interrupted; undelivered events stay pending", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result_json(result)))
     else:
@@ -212,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
     )
     gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
-    gen.add_argument("--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)")
+    gen.add_argument(
+        "--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)"
+    )
     gen.add_argument("--window-minutes", type=_non_negative, default=30, help="length of the window")
     _add_counts(gen)
     gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")

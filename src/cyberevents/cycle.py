@@ -7,13 +7,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from . import repository
 from .dispatcher import Tally
 from .generator import Counts, cycle_seed, generate
-from .models import CycleOutcome, EventKind
+from .models import CycleOutcome, CycleTrigger, EventKind
 from .service import Resources
 
 log = logging.getLogger(__name__)
@@ -42,94 +42,122 @@ class CycleResult:
         return sum(kind.analysed for kind in self.kinds)
 
 
-def _outcome(analysed: int, generated: int) -> CycleOutcome:
+@dataclass(frozen=True, slots=True)
+class CycleRequest:
+    """What to run: how many events, why, for which slot, and within which limits."""
+
+    counts: Counts
+    trigger: CycleTrigger = CycleTrigger.ONCE
+    slot_at: datetime | None = None
+    timeout: timedelta | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # set: start no new delivery
+    on_progress: Callable[[Tally], None] | None = None
+
+
+def _outcome(analysed: int, generated: int, stopped: bool) -> CycleOutcome:
     if analysed == generated:
         return CycleOutcome.SUCCEEDED
+    if stopped:
+        return CycleOutcome.INTERRUPTED
     return CycleOutcome.PARTIAL if analysed else CycleOutcome.FAILED
 
 
-async def run_cycle(
-    resources: Resources, counts: Counts, on_progress: Callable[[Tally], None] | None = None
-) -> CycleResult:
-    """Run one whole cycle and record it; `on_progress` is called as each event's outcome is recorded."""
+async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult | None:
+    """Run one whole cycle and record it in the ledger; None if its slot was already taken by another run."""
     started_at, clock = datetime.now(UTC), time.monotonic()
-    log.info("=== Starting event generation cycle at %s ===", started_at.isoformat(timespec="seconds"))
-    sessions, settings = resources.sessions, resources.settings
-
-    async with sessions() as session, session.begin():
+    settings = resources.settings
+    async with resources.sessions() as session, session.begin():
         cycle_id = await repository.next_cycle_id(session)
         base = settings.generator_seed if settings.generator_seed is not None else secrets.randbits(62)
         seed = cycle_seed(base, cycle_id)
-        await repository.insert_cycle(session, cycle_id, started_at, seed)
+        opened = await repository.insert_cycle(session, cycle_id, started_at, seed, request.trigger, request.slot_at)
+    if not opened:
+        log.info("Slot %s already has a cycle (another replica ran it); skipping", request.slot_at)
+        return None
+    log.info("=== Starting event generation cycle at %s ===", started_at.isoformat(timespec="seconds"))
     log.info(
-        "Cycle %d: seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",
-        cycle_id, seed, seed, started_at.isoformat(),
+        "Cycle %d (%s): seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",
+        cycle_id, request.trigger.value, seed, seed, started_at.isoformat(),
     )  # fmt: skip
-
+    tally = Tally.of({})
+    if request.on_progress is not None:
+        tally.listeners.append(request.on_progress)
+    outcome, reason = CycleOutcome.FAILED, None
+    timeout = request.timeout.total_seconds() if request.timeout is not None else None
+    deadline = asyncio.timeout(timeout)
     try:
-        return await _generate_and_dispatch(resources, cycle_id, seed, started_at, clock, counts, on_progress)
-    except BaseException as exc:
-        # Shielded and best effort: the cycle's real error is what propagates, whatever this write does.
-        await asyncio.shield(_record_failed_cycle(resources, cycle_id, time.monotonic() - clock, exc))
+        async with deadline:
+            dispatch_seconds = await _generate_and_dispatch(resources, cycle_id, seed, started_at, request, tally)
+        analysed = sum(kind.analysed for kind in tally.kinds.values())
+        outcome = _outcome(analysed, tally.total, request.stop.is_set())
+        if outcome is CycleOutcome.INTERRUPTED:
+            reason = "stopped by a shutdown signal; undelivered events stay pending"
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        outcome, reason = CycleOutcome.TIMED_OUT, f"cut off after {timeout:g}s; undelivered events stay pending"
+        dispatch_seconds = time.monotonic() - clock
+        log.error("Cycle %d timed out after %gs (CYCLE_TIMEOUT_SECONDS)", cycle_id, timeout)
+    except asyncio.CancelledError:
+        outcome, reason = CycleOutcome.INTERRUPTED, "cancelled at shutdown; undelivered events stay pending"
         raise
-
-
-async def _record_failed_cycle(resources: Resources, cycle_id: int, seconds: float, exc: BaseException) -> None:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
-    try:
-        async with resources.sessions() as session, session.begin():
-            await repository.finish_cycle(session, cycle_id, datetime.now(UTC), seconds, CycleOutcome.FAILED, (), error)
-    except Exception as write_error:
-        log.error("Cycle %d failed (%s) and could not be recorded: %s", cycle_id, error, write_error)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        total_seconds = time.monotonic() - clock
+        kinds = tuple(
+            repository.KindStat(kind, t.total, t.analysed, t.failed, round(t.seconds, 3))
+            for kind, t in tally.kinds.items()
+        )
+        await asyncio.shield(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
+    _log_summary(kinds, outcome, total_seconds)
+    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds)
 
 
 async def _generate_and_dispatch(
-    resources: Resources,
-    cycle_id: int,
-    seed: int,
-    started_at: datetime,
-    clock: float,
-    counts: Counts,
-    on_progress: Callable[[Tally], None] | None,
-) -> CycleResult:
-    sessions = resources.sessions
-    async with sessions() as session, session.begin():
-        generated = await repository.insert_events(session, cycle_id, generate(seed, counts, started_at))
+    resources: Resources, cycle_id: int, seed: int, started_at: datetime, request: CycleRequest, tally: Tally
+) -> float:
+    async with resources.sessions() as session, session.begin():
+        generated = await repository.insert_events(session, cycle_id, generate(seed, request.counts, started_at))
         await repository.insert_cycle_stats(session, cycle_id, generated)
     log.info(
-        "Stored %d events (%s) in %.1fs",
-        sum(generated.values()), ", ".join(f"{generated[k]} {k.value}" for k in EventKind), time.monotonic() - clock,
-    )  # fmt: skip
-
-    tally = Tally.of(dict(generated))
-    if on_progress is not None:
-        tally.listeners.append(on_progress)
-    dispatch_clock = time.monotonic()
-    await resources.dispatcher.dispatch(cycle_id, tally)
-    dispatch_seconds = time.monotonic() - dispatch_clock
-
-    kinds = tuple(
-        repository.KindStat(kind, t.total, t.analysed, t.failed, round(t.seconds, 3)) for kind, t in tally.kinds.items()
+        "Stored %d events (%s)", sum(generated.values()), ", ".join(f"{generated[k]} {k.value}" for k in EventKind)
     )
+    for kind in EventKind:
+        tally.kinds[kind].total = generated[kind]
+    clock = time.monotonic()
+    await resources.dispatcher.dispatch(cycle_id, tally, request.stop)
+    return time.monotonic() - clock
+
+
+async def _close(
+    resources: Resources,
+    cycle_id: int,
+    seconds: float,
+    outcome: CycleOutcome,
+    kinds: tuple[repository.KindStat, ...],
+    reason: str | None,
+) -> None:
+    """Record how the cycle ended; best effort when the database itself is what failed."""
+    try:
+        async with resources.sessions() as session, session.begin():
+            await repository.finish_cycle(session, cycle_id, datetime.now(UTC), seconds, outcome, kinds, reason)
+    except Exception as exc:
+        log.error("Cycle %d ended %s but could not be recorded: %s", cycle_id, outcome.value, exc)
+
+
+def _log_summary(kinds: tuple[repository.KindStat, ...], outcome: CycleOutcome, seconds: float) -> None:
     for stat in kinds:
         if stat.generated:
             log.info(
                 "%s events completed: %d/%d successful in %.1fs",
                 stat.kind.value.capitalize(), stat.analysed, stat.generated, stat.dispatch_seconds,
             )  # fmt: skip
-    total_seconds = time.monotonic() - clock
-    outcome = _outcome(sum(k.analysed for k in kinds), sum(k.generated for k in kinds))
-    async with sessions() as session, session.begin():
-        await repository.finish_cycle(session, cycle_id, datetime.now(UTC), total_seconds, outcome, kinds)
-
     if outcome is CycleOutcome.SUCCEEDED:
-        log.info(
-            "=== Event generation cycle completed successfully in %.1fs (%.1f minutes) ===",
-            total_seconds, total_seconds / 60,
-        )  # fmt: skip
+        log.info("=== Event generation cycle completed successfully in %.1fs (%.1f minutes) ===", seconds, seconds / 60)
     else:
         log.warning(
-            "=== Event generation cycle completed with %d failed events in %.1fs (%.1f minutes) ===",
-            sum(k.failed for k in kinds), total_seconds, total_seconds / 60,
+            "=== Event generation cycle ended %s with %d of %d events analysed in %.1fs (%.1f minutes) ===",
+            outcome.value, sum(k.analysed for k in kinds), sum(k.generated for k in kinds), seconds, seconds / 60,
         )  # fmt: skip
-    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +26,8 @@ from .models import EventKind
 from .protocol import Delivery, Verdict, build_delivery
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,6 +90,20 @@ class Tally:
             listener(self)
 
 
+async def _finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
+    """Run a short write to its end even when the caller is cancelled, then let the cancellation through.
+
+    Unlike a bare `asyncio.shield`, the write is awaited before the cancellation propagates, so nothing is
+    left running after the task group or the engine it uses has closed.
+    """
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
@@ -100,17 +116,28 @@ class Dispatcher:
     def batch_size(self) -> int:
         return min(max(self.workers, 50), 1000)
 
-    async def dispatch(self, cycle_id: int, tally: Tally) -> None:
-        """Deliver every pending event of the cycle; returns when each has a verdict or a recorded failure."""
+    async def dispatch(self, cycle_id: int, tally: Tally, stop: asyncio.Event | None = None) -> None:
+        """Deliver every pending event of the cycle; returns when each has a verdict or a recorded failure.
+
+        Once `stop` is set no new delivery starts; those in flight finish. Whatever is left stays pending,
+        its lease released so that the next cycle can take it at once.
+        """
         requests, writes = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
-        async with asyncio.TaskGroup() as tasks:
-            while claimed := await self._claim(cycle_id):
-                for event in claimed:
-                    delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
-                    await requests.acquire()
-                    tasks.create_task(
-                        self._deliver(delivery, requests, writes, tally), name=f"deliver-event-{event.id}"
-                    )
+        stopping = stop or asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                while not stopping.is_set() and (claimed := await self._claim(cycle_id)):
+                    for event in claimed:
+                        await requests.acquire()
+                        if stopping.is_set():
+                            requests.release()
+                            break
+                        delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
+                        tasks.create_task(
+                            self._deliver(delivery, requests, writes, tally), name=f"deliver-event-{event.id}"
+                        )
+        finally:
+            await _finish_even_if_cancelled(self._release_leases())
 
     async def _claim(self, cycle_id: int) -> list[repository.ClaimedEvent]:
         async with self.sessions() as session, session.begin():
@@ -129,12 +156,18 @@ class Dispatcher:
             finally:
                 requests.release()
             try:
-                # Shielded: an answer the agent already gave is never lost to a cancellation half-way.
-                recorded = await asyncio.shield(self._record(delivery, outcome))
+                # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
+                recorded = await _finish_even_if_cancelled(self._record(delivery, outcome))
             finally:
                 writes.release()
         finally:
             tally.finished(delivery.kind, recorded)
+
+    async def _release_leases(self) -> None:
+        async with self.sessions() as session, session.begin():
+            released = await repository.release_leases(session, self.owner)
+        if released:
+            log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
     async def _ask(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]] | str:
         """The agent's verdict with its raw JSON, or why there is none."""

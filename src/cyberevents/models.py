@@ -52,10 +52,23 @@ class Severity(enum.StrEnum):
 
 
 class CycleOutcome(enum.StrEnum):
+    """The fate of a cycle, or of a schedule slot that never got one."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
+    COALESCED = "coalesced"  # a slot folded into a later slot's catch-up cycle
+    MISSED = "missed"  # a slot skipped: its catch-up would have started later than MISFIRE_GRACE_SECONDS
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+
+
+class CycleTrigger(enum.StrEnum):
+    START = "start"  # RUN_ON_START
+    SCHEDULE = "schedule"
+    CATCH_UP = "catch_up"  # a slot that fell while another cycle ran
+    ONCE = "once"  # run-once
 
 
 def _text_enum(enum_type: type[enum.StrEnum], name: str) -> Enum:
@@ -83,17 +96,22 @@ class Base(DeclarativeBase):
 
 
 class Cycle(Base):
-    """One generation cycle: when it ran, from which seed, and how it ended."""
+    """The run ledger: every cycle, and every schedule slot's fate, with when, why and from which seed."""
 
     __tablename__ = "cycles"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # The schedule slot a row answers for; unique, so no slot is ever run (or recorded) twice.
+    slot_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), unique=True)
+    trigger: Mapped[CycleTrigger] = mapped_column(
+        _text_enum(CycleTrigger, "cycle_trigger"), server_default=CycleTrigger.ONCE.value
+    )
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float | None]
-    seed: Mapped[int] = mapped_column(BigInteger)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
     outcome: Mapped[CycleOutcome] = mapped_column(_text_enum(CycleOutcome, "cycle_outcome"))
-    error: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class CycleStat(Base):

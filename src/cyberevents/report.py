@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,8 +41,21 @@ async def gather(engine: AsyncEngine, location: str) -> DatabaseReport:
             head,
             await repository.events_by_kind_and_status(session),
             await repository.analyses_by_severity(session),
-            await repository.recent_cycles(session),
+            await repository.recent_cycles(session, limit=10),
         )
+
+
+def _ledger_line(cycle: repository.CycleSummary) -> str:
+    started = cycle.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    slot = f" slot {cycle.slot_at.astimezone(UTC):%H:%M:%SZ}" if cycle.slot_at else ""
+    head = f"#{cycle.id} {started} {cycle.trigger.value}{slot}: {cycle.outcome.value}"
+    if cycle.seed is None:  # a slot that never got a cycle of its own
+        return f"{head} — {cycle.reason}"
+    duration = "" if cycle.duration_seconds is None else f" in {cycle.duration_seconds:.1f}s"
+    kinds = ", ".join(f"{k.kind.value} {k.analysed}/{k.generated}" + (f" ({k.failed} failed)" if k.failed else "")
+                      for k in cycle.kinds)  # fmt: skip
+    reason = f" — {cycle.reason}" if cycle.reason else ""
+    return f"{head}{duration}, seed {cycle.seed}: {kinds}{reason}"
 
 
 def render(report: DatabaseReport) -> str:
@@ -67,10 +81,7 @@ def render(report: DatabaseReport) -> str:
     by_severity = ", ".join(f"{s.value} {report.analyses.get(s.value, 0)}" for s in Severity)
     lines.append(f"analyses: {analysed}" + (f" ({by_severity})" if analysed else ""))
 
-    lines.append(f"last cycles: {len(report.cycles)}" if report.cycles else "last cycles: none yet")
+    lines.append("run ledger (latest first):" if report.cycles else "run ledger: no cycles yet")
     for cycle in report.cycles:
-        duration = "running" if cycle.duration_seconds is None else f"{cycle.duration_seconds:.1f}s"
-        kinds = "  ".join(f"{k.kind.value} {k.analysed}/{k.generated} ({k.failed} failed)" for k in cycle.kinds)
-        started = cycle.started_at.strftime("%Y-%m-%d %H:%M:%SZ")
-        lines.append(f"  #{cycle.id} {started} {cycle.outcome.value} {duration} seed={cycle.seed}  {kinds}")
+        lines.append("  " + _ledger_line(cycle))
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -20,6 +20,7 @@ from .models import (
     Cycle,
     CycleOutcome,
     CycleStat,
+    CycleTrigger,
     Event,
     EventAnalysis,
     EventKind,
@@ -35,10 +36,52 @@ async def next_cycle_id(session: AsyncSession) -> int:
     return int(await session.scalar(text("SELECT nextval(pg_get_serial_sequence('cycles', 'id'))")) or 0)
 
 
-async def insert_cycle(session: AsyncSession, cycle_id: int, started_at: datetime, seed: int) -> None:
-    await session.execute(
-        insert(Cycle).values(id=cycle_id, started_at=started_at, seed=seed, outcome=CycleOutcome.RUNNING)
-    )
+async def insert_cycle(
+    session: AsyncSession,
+    cycle_id: int,
+    started_at: datetime,
+    seed: int,
+    trigger: CycleTrigger,
+    slot_at: datetime | None = None,
+) -> bool:
+    """Open a cycle in the ledger; False when its slot already has a row (another replica took it)."""
+    inserted = await session.scalar(
+        pg_insert(Cycle)
+        .values(
+            id=cycle_id, started_at=started_at, seed=seed, trigger=trigger, slot_at=slot_at,
+            outcome=CycleOutcome.RUNNING,
+        )
+        .on_conflict_do_nothing(index_elements=[Cycle.slot_at])
+        .returning(Cycle.id)
+    )  # fmt: skip
+    return inserted is not None
+
+
+async def record_slot(
+    session: AsyncSession, slot_at: datetime, trigger: CycleTrigger, outcome: CycleOutcome, reason: str
+) -> bool:
+    """Record the fate of a slot that got no cycle of its own (coalesced, missed); False if already recorded."""
+    now = datetime.now(UTC)
+    inserted = await session.scalar(
+        pg_insert(Cycle)
+        .values(
+            slot_at=slot_at, trigger=trigger, started_at=now, finished_at=now, duration_seconds=0.0,
+            outcome=outcome, reason=reason,
+        )
+        .on_conflict_do_nothing(index_elements=[Cycle.slot_at])
+        .returning(Cycle.id)
+    )  # fmt: skip
+    return inserted is not None
+
+
+async def ran_since(session: AsyncSession, moment: datetime) -> bool:
+    """Whether any cycle (not a mere slot record) started at or after `moment`."""
+    found = await session.scalar(select(Cycle.id).where(Cycle.started_at >= moment, Cycle.seed.is_not(None)).limit(1))
+    return found is not None
+
+
+async def pending_backlog(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).where(Event.status == EventStatus.PENDING)) or 0)
 
 
 def _batches(events: Iterable[GeneratedEvent], size: int) -> Iterator[list[GeneratedEvent]]:
@@ -111,10 +154,13 @@ class KindStat:
 @dataclass(frozen=True, slots=True)
 class CycleSummary:
     id: int
+    slot_at: datetime | None
+    trigger: CycleTrigger
     started_at: datetime
     duration_seconds: float | None
-    seed: int
+    seed: int | None
     outcome: CycleOutcome
+    reason: str | None
     kinds: tuple[KindStat, ...]
 
 
@@ -143,7 +189,17 @@ async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSumm
             KindStat(stat.kind, stat.generated, stat.analysed, stat.failed, stat.dispatch_seconds)
         )
     return [
-        CycleSummary(c.id, c.started_at, c.duration_seconds, c.seed, c.outcome, tuple(by_cycle.get(c.id, ())))
+        CycleSummary(
+            c.id,
+            c.slot_at,
+            c.trigger,
+            c.started_at,
+            c.duration_seconds,
+            c.seed,
+            c.outcome,
+            c.reason,
+            tuple(by_cycle.get(c.id, ())),
+        )
         for c in cycles
     ]
 
@@ -226,6 +282,16 @@ async def record_failure(session: AsyncSession, event_id: int, error: str) -> No
     )
 
 
+async def release_leases(session: AsyncSession, owner: str) -> int:
+    """Give back the claims `owner` holds on events still pending; returns how many."""
+    result = await session.execute(
+        update(Event)
+        .where(Event.lease_owner == owner, Event.status == EventStatus.PENDING)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def finish_cycle(
     session: AsyncSession,
     cycle_id: int,
@@ -233,12 +299,12 @@ async def finish_cycle(
     duration_seconds: float,
     outcome: CycleOutcome,
     kinds: Iterable[KindStat],
-    error: str | None = None,
+    reason: str | None = None,
 ) -> None:
     await session.execute(
         update(Cycle)
         .where(Cycle.id == cycle_id)
-        .values(finished_at=finished_at, duration_seconds=duration_seconds, outcome=outcome, error=error)
+        .values(finished_at=finished_at, duration_seconds=duration_seconds, outcome=outcome, reason=reason)
     )
     for stat in kinds:
         await session.execute(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from . import migrations
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
-from .db import open_engine, session_factory
+from .db import session_factory
 from .dispatcher import Dispatcher
 from .settings import ConfigError, Settings
 
@@ -56,12 +58,61 @@ async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
         )
 
 
+@dataclass(slots=True)
+class Stop:
+    """Set by the first SIGTERM / SIGINT: start no new work. `forced` once in-flight work was cut short."""
+
+    event: asyncio.Event
+    forced: bool = False
+
+
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def graceful_stop(settings: Settings) -> AsyncIterator[Stop]:
+    """Signals only set the stop event; after SHUTDOWN_GRACE_SECONDS, or at a second signal, the work is cancelled.
+
+    A cancellation this issued ends here, quietly: what it interrupted has been recorded as such.
+    """
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    stop = Stop(asyncio.Event())
+    deadline: asyncio.TimerHandle | None = None
+
+    def cut_short() -> None:
+        stop.forced = True
+        task.cancel()
+
+    def on_signal(signum: signal.Signals) -> None:
+        nonlocal deadline
+        if stop.event.is_set():
+            log.warning("Received %s again: stopping now", signum.name)
+            cut_short()
+            return
+        log.info(
+            "Received %s: starting no new work, giving in-flight deliveries %gs (SHUTDOWN_GRACE_SECONDS)",
+            signum.name, settings.shutdown_grace_seconds,
+        )  # fmt: skip
+        stop.event.set()
+        deadline = loop.call_later(settings.shutdown_grace_seconds, cut_short)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield stop
+    except asyncio.CancelledError:
+        if not stop.forced:
+            raise
+        task.uncancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if deadline is not None:
+            deadline.cancel()
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Resources]:
+    """Everything a cycle needs on top of an open engine: the schema at head, the agent, the dispatcher."""
     async with AsyncExitStack() as stack:
-        engine = await stack.enter_async_context(
-            open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers))
-        )
         await ensure_schema(engine, settings)
         if settings.agent_url is None:
             url = await stack.enter_async_context(serve(AgentKnobs()))

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -74,6 +85,23 @@ class Settings(BaseSettings):
         description="Where the embedded PostgreSQL keeps its data",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
+    log_format: Literal["text", "json"] = Field(default="text", description="`json` for log shippers")
+    schedule: str = Field(
+        default="*/30 * * * *", description="Cron expression of the cycles (a 6th field, first, adds seconds)"
+    )
+    schedule_tz: str = Field(default="UTC", description="IANA time zone the schedule is read in")
+    run_on_start: bool = Field(default=True, description="Run a cycle at start unless one ran since the latest slot")
+    misfire_grace_seconds: float = Field(
+        default=300.0, ge=0, description="How late a catch-up cycle may start before its slot is skipped instead"
+    )
+    cycle_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Cut a cycle off after this long; unset: 90% of the schedule's interval"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long in-flight dispatches get to finish"
+    )
+    health_host: str = Field(default="127.0.0.1", description="Address of the health server")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="Port of the health server (0: any free)")
     auto_migrate: bool = Field(default=True, description="Bring the schema to head before running cycles")
 
     @field_validator("database_url", mode="before")
@@ -86,10 +114,32 @@ class Settings(BaseSettings):
             raise ValueError("must be a string")
         return to_asyncpg_url(raw).render_as_string(hide_password=False)
 
-    @field_validator("log_level", mode="before")
+    @field_validator("schedule")
     @classmethod
-    def _upper_log_level(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime.now(UTC))
+        except (CronSimError, ValueError) as exc:
+            raise ValueError(
+                f"not a cron expression ({exc}); e.g. '*/30 * * * *' or, with seconds first, '*/10 * * * * *'"
+            ) from None
+        return value
+
+    @field_validator("schedule_tz")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone; e.g. UTC, Europe/Paris, America/New_York") from None
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _normalise_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> Settings:
@@ -99,6 +149,18 @@ class Settings(BaseSettings):
                 f"({self.agent_timeout_seconds:g}), or another dispatcher could take over an event mid-request"
             )
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.schedule_tz)
+
+    def cycle_timeout(self) -> timedelta:
+        """CYCLE_TIMEOUT_SECONDS, or 90% of the gap between the schedule's next two slots."""
+        if self.cycle_timeout_seconds is not None:
+            return timedelta(seconds=self.cycle_timeout_seconds)
+        slots = CronSim(self.schedule, datetime.now(self.zone))
+        first = next(slots)
+        return (next(slots) - first) * 0.9
 
     @property
     def sqlalchemy_url(self) -> URL | None:

@@ -71,7 +71,7 @@ def test_migrate_then_check_db(empty_database_url: URL) -> None:
     assert check.returncode == 0, check.stderr
     assert f"schema: {HEAD} — at head" in check.stdout
     assert "events: 0 (empty)" in check.stdout
-    assert "last cycles: none yet" in check.stdout
+    assert "run ledger: no cycles yet" in check.stdout
 
 
 def test_embedded_postgres_when_database_url_is_unset(tmp_path: Path) -> None:

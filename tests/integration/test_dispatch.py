@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cyberevents.cycle import run_cycle
+from cyberevents.cycle import CycleRequest, CycleResult, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import Counts
 from cyberevents.models import (
@@ -23,9 +23,15 @@ from cyberevents.models import (
     EventStatus,
     GroundTruth,
 )
-from cyberevents.service import open_resources, pool_size_for
+from cyberevents.service import Resources, pool_size_for
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings
+from tests.conftest import MakeSettings, open_test_resources
+
+
+async def one_cycle(resources: Resources, counts: Counts) -> CycleResult:
+    result = await run_cycle(resources, CycleRequest(counts))
+    assert result is not None
+    return result
 
 
 async def analyses_per_event(sessions: async_sessionmaker[AsyncSession]) -> Counter[int]:
@@ -40,9 +46,9 @@ async def test_agent_sees_exactly_workers_in_flight_and_one_analysis_per_event(
 ) -> None:
     async with recording_agent(latency=0.05) as agent:
         settings = make_settings(agent_url=agent.url, dispatch_workers=workers)
-        async with open_resources(settings) as resources:
+        async with open_test_resources(settings) as resources:
             third = events // 3
-            result = await run_cycle(resources, Counts(third, events - 2 * third, third))
+            result = await one_cycle(resources, Counts(third, events - 2 * third, third))
             per_event = await analyses_per_event(resources.sessions)
             async with resources.sessions() as session:
                 statuses = Counter((await session.scalars(select(Event.status))).all())
@@ -63,8 +69,8 @@ async def test_token_and_idempotency_key_reach_the_agent_and_ground_truth_never_
 ) -> None:
     async with recording_agent() as agent:
         settings = make_settings(agent_url=agent.url, agent_token="t0ken-xyz")
-        async with open_resources(settings) as resources:
-            await run_cycle(resources, Counts(63, 319, 52))
+        async with open_test_resources(settings) as resources:
+            await one_cycle(resources, Counts(63, 319, 52))
             async with resources.sessions() as session:
                 uids = {str(uid) for uid in (await session.scalars(select(Event.uid))).all()}
                 truth = set((await session.scalars(select(GroundTruth.scenario).distinct())).all())
@@ -96,9 +102,9 @@ def every_other_invalid(request: dict[str, Any]) -> web.Response:
 async def test_failed_deliveries_are_recorded_with_their_reason(make_settings: MakeSettings) -> None:
     async with (
         recording_agent(respond=html_error) as agent,
-        open_resources(make_settings(agent_url=agent.url)) as resources,
+        open_test_resources(make_settings(agent_url=agent.url)) as resources,
     ):
-        result = await run_cycle(resources, Counts(3, 3, 3))
+        result = await one_cycle(resources, Counts(3, 3, 3))
         async with resources.sessions() as session:
             events = (await session.scalars(select(Event))).all()
             cycle = await session.get(Cycle, result.cycle_id)
@@ -114,9 +120,9 @@ async def test_failed_deliveries_are_recorded_with_their_reason(make_settings: M
 async def test_invalid_verdicts_fail_only_their_events(make_settings: MakeSettings) -> None:
     async with (
         recording_agent(respond=every_other_invalid) as agent,
-        open_resources(make_settings(agent_url=agent.url)) as resources,
+        open_test_resources(make_settings(agent_url=agent.url)) as resources,
     ):
-        result = await run_cycle(resources, Counts(10, 10, 10))
+        result = await one_cycle(resources, Counts(10, 10, 10))
         async with resources.sessions() as session:
             failed = (await session.scalars(select(Event).where(Event.status == EventStatus.FAILED))).all()
             analysed = await session.scalar(select(func.count()).select_from(EventAnalysis))
@@ -130,8 +136,8 @@ async def test_invalid_verdicts_fail_only_their_events(make_settings: MakeSettin
 async def test_an_unreachable_agent_fails_events_without_losing_them(make_settings: MakeSettings) -> None:
     async with recording_agent() as agent:
         url = agent.url
-    async with open_resources(make_settings(agent_url=url, agent_timeout_seconds=2)) as resources:
-        result = await run_cycle(resources, Counts(2, 2, 2))
+    async with open_test_resources(make_settings(agent_url=url, agent_timeout_seconds=2)) as resources:
+        result = await one_cycle(resources, Counts(2, 2, 2))
         async with resources.sessions() as session:
             errors = set((await session.scalars(select(Event.last_error))).all())
     assert (result.generated, result.failed) == (6, 6)
@@ -142,8 +148,8 @@ async def test_an_unreachable_agent_fails_events_without_losing_them(make_settin
 async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings) -> None:
     from cyberevents import repository
 
-    async with recording_agent() as agent, open_resources(make_settings(agent_url=agent.url)) as resources:
-        await run_cycle(resources, Counts(1, 0, 0))
+    async with recording_agent() as agent, open_test_resources(make_settings(agent_url=agent.url)) as resources:
+        await one_cycle(resources, Counts(1, 0, 0))
         sessions = session_factory(resources.engine)
         async with sessions() as session, session.begin():
             event_id = await session.scalar(select(Event.id))
@@ -156,8 +162,8 @@ async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings)
 
 
 async def test_the_embedded_reference_agent_analyses_a_default_cycle(make_settings: MakeSettings) -> None:
-    async with open_resources(make_settings(agent_url=None)) as resources:
-        result = await run_cycle(resources, Counts(63, 319, 52))
+    async with open_test_resources(make_settings(agent_url=None)) as resources:
+        result = await one_cycle(resources, Counts(63, 319, 52))
         async with resources.sessions() as session:
             severities = Counter((await session.scalars(select(EventAnalysis.severity))).all())
             critical_truth = set(

@@ -12,6 +12,7 @@ from cyberevents.db import session_factory
 from cyberevents.generator import SCENARIOS, Counts, Login, generate
 from cyberevents.models import (
     CycleStat,
+    CycleTrigger,
     Event,
     EventKind,
     EventStatus,
@@ -27,7 +28,7 @@ START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 async def store_cycle(engine: AsyncEngine, counts: Counts, seed: int = 5) -> int:
     async with session_factory(engine)() as session, session.begin():
         cycle_id = await repository.next_cycle_id(session)
-        await repository.insert_cycle(session, cycle_id, START, seed)
+        await repository.insert_cycle(session, cycle_id, START, seed, CycleTrigger.ONCE)
         generated = await repository.insert_events(session, cycle_id, generate(seed, counts, START))
         await repository.insert_cycle_stats(session, cycle_id, generated)
     return cycle_id
