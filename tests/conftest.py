@@ -7,6 +7,8 @@ The schema is built once, through Alembic, into a template database; each test g
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cyberevents import migrations
 from cyberevents.db import import_pgserver, open_engine
 from cyberevents.eventloop import ThreadFreeEventLoop, run
-from cyberevents.service import Resources, open_resources, pool_size_for
+from cyberevents.resources import Resources, open_resources, pool_size_for
 from cyberevents.settings import Settings, to_asyncpg_url
-from tests.support import asyncpg_dsn
+from tests.support import SETTING_NAMES, asyncpg_dsn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,3 +129,22 @@ async def open_test_resources(settings: Settings) -> AsyncIterator[Resources]:
         open_resources(settings, engine) as resources,
     ):
         yield resources
+
+
+@pytest.fixture
+def agent_process() -> Iterator[subprocess.Popen[str]]:
+    """`cyberevents agent` on a free loopback port, with 100 ms latency; its URL is its first stdout line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "100", "--token", "s3cret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in SETTING_NAMES},
+    )
+    assert process.stdout is not None
+    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
+    yield process
+    process.terminate()
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "Reference agent stopped" in stderr

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from cyberevents.settings import Settings
+
 # Settings a developer may have exported; every CLI test starts without them.
-SETTING_NAMES = (
-    "DATABASE_URL", "AGENT_URL", "AGENT_TOKEN", "AGENT_TIMEOUT_SECONDS", "DISPATCH_WORKERS", "LOGIN_EVENTS",
-    "FIREWALL_EVENTS", "PATCH_EVENTS", "GENERATOR_SEED", "DATA_DIR", "LOG_LEVEL", "AUTO_MIGRATE", "LEASE_SECONDS",
-)  # fmt: skip
+SETTING_NAMES = tuple(name.upper() for name in Settings.model_fields)
 
 
 def asyncpg_dsn(url: URL) -> str:
@@ -45,3 +44,15 @@ def run_tool(
         timeout=timeout,
         check=False,
     )
+
+
+def by_host_name(url: URL) -> str:
+    return url.set(host="localhost").render_as_string(hide_password=False)
+
+
+def threads_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])

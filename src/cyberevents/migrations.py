@@ -33,23 +33,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def _current(connection: Connection) -> str | None:
+def current_revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at; None for an empty database."""
     async with engine.connect() as connection:
-        return await connection.run_sync(_current)
+        return await connection.run_sync(current_revision_of)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
     """Apply migrations up to `revision` under an advisory lock; returns (before, after) revisions."""
     async with engine.begin() as connection:
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        before = await connection.run_sync(_current)
+        before = await connection.run_sync(current_revision_of)
         await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
-        return before, await connection.run_sync(_current)
+        return before, await connection.run_sync(current_revision_of)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:

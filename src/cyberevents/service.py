@@ -1,61 +1,29 @@
-"""Composition root: the resources a cycle needs, opened in order and closed in reverse."""
+"""Composition root of the daemon: resources in order, scheduler and loop monitor in one task group, signals."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from . import migrations
-from .agent.server import AgentKnobs, serve
-from .agent_client import AgentClient
-from .db import session_factory
-from .dispatcher import Dispatcher
-from .settings import ConfigError, Settings
+from . import repository
+from .cycle import CycleRequest, run_cycle
+from .db import describe, open_engine
+from .generator import Counts
+from .health import DaemonState, RunningCycle, create_app
+from .httpserver import serve
+from .metrics import Metrics
+from .models import CycleOutcome, CycleTrigger
+from .resources import Resources, open_resources, pool_size_for, wait_for_database
+from .schedule import SlotFate
+from .scheduler import Scheduler
+from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    agent: AgentClient
-    dispatcher: Dispatcher
-
-
-def pool_size_for(workers: int) -> int:
-    """Tasks hold a connection only for their final write: a few connections serve many workers."""
-    return min(workers, 10) + 2
-
-
-def process_owner() -> str:
-    """Names this process on the leases it takes, unique even across restarts with the same pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
-    """Bring the schema to head (AUTO_MIGRATE), or refuse to run on a schema that is behind."""
-    if settings.auto_migrate:
-        before, after = await migrations.upgrade(engine)
-        if before != after:
-            log.info("Schema upgraded from %s to %s", before or "empty", after)
-        return
-    current, head = await migrations.current_revision(engine), migrations.head_revision()
-    if current != head:
-        raise ConfigError(
-            f"AUTO_MIGRATE=false and the schema is at {current or 'empty'}, not {head}: "
-            "run `python -m cyberevents migrate` first"
-        )
 
 
 @dataclass(slots=True)
@@ -109,24 +77,76 @@ async def graceful_stop(settings: Settings) -> AsyncIterator[Stop]:
             deadline.cancel()
 
 
-@asynccontextmanager
-async def open_resources(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Resources]:
-    """Everything a cycle needs on top of an open engine: the schema at head, the agent, the dispatcher."""
-    async with AsyncExitStack() as stack:
-        await ensure_schema(engine, settings)
-        if settings.agent_url is None:
-            url = await stack.enter_async_context(serve(AgentKnobs()))
-            log.info("AGENT_URL is unset: serving the reference agent in-process at %s", url)
-        else:
-            url = str(settings.agent_url)
-        agent = await stack.enter_async_context(
-            AgentClient(
-                url,
-                workers=settings.dispatch_workers,
-                timeout_seconds=settings.agent_timeout_seconds,
-                token=settings.agent_token,
+class Daemon:
+    """`python -m cyberevents run`: cycles on a schedule, a health server, a clean stop."""
+
+    def __init__(self, settings: Settings, stop: asyncio.Event) -> None:
+        self.settings = settings
+        self.state = DaemonState(stop)
+        self.metrics = Metrics()
+        self.health_url: str | None = None
+        self._counts = Counts(settings.login_events, settings.firewall_events, settings.patch_events)
+
+    async def run(self) -> None:
+        settings, stop = self.settings, self.state.stop
+        schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
+        async with AsyncExitStack() as stack:
+            engine = await stack.enter_async_context(
+                open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers))
             )
-        )
-        sessions = session_factory(engine)
-        dispatcher = Dispatcher(sessions, agent, settings.dispatch_workers, process_owner(), settings.lease_seconds)
-        yield Resources(settings, engine, sessions, agent, dispatcher)
+            app = create_app(self.state, engine, self.metrics, schedule)
+            self.health_url = await stack.enter_async_context(serve(app, settings.health_host, settings.health_port))
+            log.info("Health server at %s (/livez /readyz /status /metrics)", self.health_url)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.state.monitor_loop(), name="loop-monitor")
+                if not await wait_for_database(engine, stop, describe(settings.sqlalchemy_url)):
+                    return
+                resources = await stack.enter_async_context(open_resources(settings, engine, self.metrics))
+                scheduler = Scheduler(
+                    settings,
+                    lambda slot, trigger: self._run_slot(resources, slot, trigger),
+                    lambda fate, outcome, reason: self._record_slot(resources, fate, outcome, reason),
+                    lambda moment: self._ran_since(resources, moment),
+                    stop,
+                )
+                log.info(
+                    "Scheduling cycles on %r (%s); next run %s",
+                    settings.schedule, settings.schedule_tz, "at start" if settings.run_on_start else "on the schedule",
+                )  # fmt: skip
+                self.state.scheduler = scheduler
+                self.state.scheduler_task = tasks.create_task(scheduler.run(), name="scheduler")
+        log.info("Stopped")
+
+    async def _run_slot(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
+        request = CycleRequest(self._counts, trigger, slot, self.settings.cycle_timeout(), self.state.stop)
+        self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), request.tally)
+        try:
+            result = await run_cycle(resources, request)
+        except Exception:  # the cycle is recorded as failed; the daemon lives on for the next slot
+            log.exception("Cycle failed")
+            self.metrics.cycles.labels(CycleOutcome.FAILED.value).inc()
+            return
+        finally:
+            self.state.running = None
+        if result is None:
+            return
+        self.state.last = result
+        self.metrics.cycles.labels(result.outcome.value).inc()
+        self.metrics.cycle_seconds.observe(result.total_seconds)
+        if result.outcome is CycleOutcome.SUCCEEDED:
+            self.metrics.last_success.set(datetime.now(UTC).timestamp())
+
+    async def _record_slot(self, resources: Resources, fate: SlotFate, outcome: CycleOutcome, reason: str) -> None:
+        async with resources.sessions() as session, session.begin():
+            await repository.record_slot(session, fate.slot, CycleTrigger.SCHEDULE, outcome, reason)
+        self.metrics.cycles.labels(outcome.value).inc()
+
+    async def _ran_since(self, resources: Resources, moment: datetime) -> bool:
+        async with resources.sessions() as session:
+            return await repository.ran_since(session, moment)
+
+
+async def run_daemon(settings: Settings) -> int:
+    async with graceful_stop(settings) as stop:
+        await Daemon(settings, stop.event).run()
+    return 0

@@ -23,7 +23,7 @@ from cyberevents.models import (
     EventStatus,
     GroundTruth,
 )
-from cyberevents.service import Resources, pool_size_for
+from cyberevents.resources import Resources, pool_size_for
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings, open_test_resources
 

@@ -7,44 +7,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import URL
 
-from tests.support import SETTING_NAMES, cli
-
-
-@pytest.fixture
-def agent_process() -> Iterator[subprocess.Popen[str]]:
-    """`cyberevents agent` on a free loopback port, with 100 ms latency; its URL is its first stdout line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "100", "--token", "s3cret"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k not in SETTING_NAMES},
-    )
-    assert process.stdout is not None
-    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
-    yield process
-    process.terminate()
-    _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0, stderr
-    assert "Reference agent stopped" in stderr
-
-
-def by_host_name(url: URL) -> str:
-    return url.set(host="localhost").render_as_string(hide_password=False)
-
-
-def threads_of(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+from tests.support import SETTING_NAMES, by_host_name, cli, threads_of
 
 
 def test_one_os_thread_through_a_whole_cycle_with_host_names(
@@ -106,6 +73,15 @@ def test_run_once_prints_per_kind_lines_and_keeps_the_old_log_lines(database_url
     assert "Patch events completed: 6/6 successful in " in result.stderr
     assert "=== Event generation cycle completed successfully in " in result.stderr
     assert "AGENT_URL is unset: serving the reference agent in-process at http://127.0.0.1:" in result.stderr
+
+
+def test_json_logs_for_log_shippers(database_url: URL) -> None:
+    env = {"DATABASE_URL": by_host_name(database_url), "LOG_FORMAT": "json"}
+    result = cli("run-once", "--login", "1", "--firewall", "1", "--patch", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    assert any(entry["message"].startswith("=== Event generation cycle completed successfully") for entry in entries)
 
 
 def test_run_once_exits_1_when_events_fail_and_records_them(database_url: URL) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import ValidationError
 
+from ..httpserver import serve as serve_app
 from ..protocol import IDEMPOTENCY_HEADER, AgentRequest
 from .rules import score
 
@@ -104,13 +105,5 @@ def create_app(knobs: AgentKnobs) -> web.Application:
 @asynccontextmanager
 async def serve(knobs: AgentKnobs, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Run the agent on this loop; yields its analyse URL (port 0 picks a free one)."""
-    runner = web.AppRunner(create_app(knobs), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    try:
-        bound_host, bound_port = runner.addresses[0][:2]
-        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield f"http://{url_host}:{bound_port}/analyse"
-    finally:
-        await runner.cleanup()
+    async with serve_app(create_app(knobs), host, port) as base_url:
+        yield f"{base_url}/analyse"

@@ -1,0 +1,180 @@
+"""The health server for orchestrators: /livez (/healthz), /readyz, /status and /metrics. Read-only.
+
+Liveness never looks at the database or the agent (a database blip must not get every replica restarted);
+readiness does. Bodies follow the `application/health+json` shape: status pass / warn / fail, and checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import __version__, migrations, repository
+from .cycle import CycleResult
+from .db import session_factory
+from .dispatcher import Tally
+from .metrics import CONTENT_TYPE, Metrics
+from .models import CycleTrigger
+from .scheduler import Scheduler
+
+HEALTH_JSON = "application/health+json"
+DATABASE_TIMEOUT = 2.0
+# The loop monitor beats every second; this many seconds without a beat means the loop is not healthy.
+STALE_AFTER = 10.0
+
+
+@dataclass
+class RunningCycle:
+    trigger: CycleTrigger
+    slot_at: datetime | None
+    started_at: datetime
+    tally: Tally
+
+
+@dataclass
+class DaemonState:
+    """What the daemon is doing, for the health endpoints to read; the daemon is its only writer."""
+
+    stop: asyncio.Event
+    started_at: float = field(default_factory=time.monotonic)
+    beat: float = field(default_factory=time.monotonic)
+    loop_lag: float = 0.0
+    scheduler: Scheduler | None = None
+    scheduler_task: asyncio.Task[None] | None = None
+    running: RunningCycle | None = None
+    last: CycleResult | None = None
+    pending: int | None = None
+
+    async def monitor_loop(self) -> None:
+        """Beat every second and measure how late the loop woke up: the event-loop lag."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            expected = loop.time() + 1.0
+            try:
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+            except TimeoutError:
+                self.loop_lag = max(0.0, loop.time() - expected)
+            self.beat = time.monotonic()
+
+
+def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
+    body = {"status": status, "version": __version__, "checks": checks, **extra}
+    return web.json_response(body, status=200 if status != "fail" else 503, content_type=HEALTH_JSON)
+
+
+def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedule: dict[str, str]) -> web.Application:
+    async def livez(request: web.Request) -> web.Response:
+        scheduler = state.scheduler_task
+        alive = scheduler is not None and not scheduler.done()
+        since_beat = time.monotonic() - state.beat
+        checks = {
+            "scheduler": {"status": "pass" if alive else "fail", "observedValue": "running" if alive else "stopped"},
+            "event-loop": {
+                "status": "pass" if since_beat < STALE_AFTER else "fail",
+                "observedValue": round(state.loop_lag * 1000, 1),
+                "observedUnit": "ms lag",
+                "secondsSinceHeartbeat": round(since_beat, 1),
+            },
+        }
+        waiting = scheduler is None and not state.stop.is_set()  # starting up: waiting for the database
+        failed = not waiting and not alive and not state.stop.is_set()
+        status = "fail" if failed or since_beat >= STALE_AFTER else "pass"
+        return _health(status, checks)
+
+    async def readyz(request: web.Request) -> web.Response:
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(DATABASE_TIMEOUT), engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                revision = await connection.run_sync(migrations.current_revision_of)
+            head = migrations.head_revision()
+            checks["database"] = {"status": "pass"}
+            checks["schema"] = {
+                "status": "pass" if revision == head else "fail",
+                "observedValue": revision,
+                "output": "" if revision == head else f"schema at {revision or 'empty'}, head is {head}",
+            }
+        except Exception as exc:  # whatever the driver raises, the answer is the same: not ready
+            detail = "no answer within 2 s" if isinstance(exc, TimeoutError) else str(exc).splitlines()[0][:300]
+            checks["database"] = {"status": "fail", "output": f"database unreachable: {detail}"}
+        checks["shutdown"] = {
+            "status": "fail" if state.stop.is_set() else "pass",
+            "output": "draining for shutdown" if state.stop.is_set() else "",
+        }
+        status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
+        return _health(status, checks)
+
+    async def status(request: web.Request) -> web.Response:
+        state.pending = await _pending(engine, state.pending)
+        running = state.running
+        next_run = state.scheduler.next_run if state.scheduler else None
+        body: dict[str, Any] = {
+            "version": __version__,
+            "state": "draining" if state.stop.is_set() else ("running" if running else "idle"),
+            "uptime_seconds": round(time.monotonic() - state.started_at, 1),
+            "schedule": schedule | {"next_run": next_run.isoformat() if next_run else None},
+            "running_cycle": None,
+            "last_cycle": None,
+            "pending_backlog": state.pending,
+        }
+        if running is not None:
+            body["running_cycle"] = {
+                "trigger": running.trigger.value,
+                "slot": running.slot_at.isoformat() if running.slot_at else None,
+                "started_at": running.started_at.isoformat(),
+                "in_flight": running.tally.in_flight,
+                "kinds": {
+                    kind.value: {"total": t.total, "analysed": t.analysed, "failed": t.failed}
+                    for kind, t in running.tally.kinds.items()
+                },
+            }
+        if state.last is not None:
+            last = state.last
+            body["last_cycle"] = {
+                "cycle_id": last.cycle_id,
+                "outcome": last.outcome.value,
+                "started_at": last.started_at.isoformat(),
+                "dispatch_seconds": round(last.dispatch_seconds, 3),
+                "total_seconds": round(last.total_seconds, 3),
+                "kinds": {
+                    k.kind.value: {
+                        "total": k.generated,
+                        "analysed": k.analysed,
+                        "failed": k.failed,
+                        "seconds": k.dispatch_seconds,
+                    }
+                    for k in last.kinds
+                },
+            }
+        return web.json_response(body)
+
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        state.pending = await _pending(engine, state.pending)
+        if state.pending is not None:
+            metrics.pending.set(state.pending)
+        metrics.in_flight.set(state.running.tally.in_flight if state.running else 0)
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/healthz", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+async def _pending(engine: AsyncEngine, previous: int | None) -> int | None:
+    """The pending backlog, or the last known figure while the database does not answer."""
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT), session_factory(engine)() as session:
+            return await repository.pending_backlog(session)
+    except Exception:
+        return previous

@@ -1,0 +1,53 @@
+"""Prometheus metrics, in a registry of the service's own (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .models import CycleOutcome, EventKind
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.cycles = Counter(
+            "cyberevents_cycles", "Cycles and schedule slots, by outcome", ["outcome"], registry=self.registry
+        )
+        self.events = Counter(
+            "cyberevents_events", "Events dispatched, by kind and outcome", ["kind", "outcome"], registry=self.registry
+        )
+        self.dispatch_seconds = Histogram(
+            "cyberevents_dispatch_seconds",
+            "Time from sending an event to the agent to having its answer",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.cycle_seconds = Histogram(
+            "cyberevents_cycle_duration_seconds",
+            "Duration of whole cycles",
+            buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("cyberevents_dispatch_in_flight", "Agent requests in flight", registry=self.registry)
+        self.pending = Gauge("cyberevents_pending_events", "Events waiting for a verdict", registry=self.registry)
+        self.last_success = Gauge(
+            "cyberevents_last_success_timestamp_seconds",
+            "Unix time the last cycle that analysed every event ended",
+            registry=self.registry,
+        )
+        for outcome in CycleOutcome:
+            self.cycles.labels(outcome.value)
+        for kind in EventKind:
+            for result in ("analysed", "failed"):
+                self.events.labels(kind.value, result)
+
+    def observe_delivery(self, kind: EventKind, seconds: float, analysed: bool) -> None:
+        self.dispatch_seconds.labels(kind.value).observe(seconds)
+        self.events.labels(kind.value, "analysed" if analysed else "failed").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,106 @@
+"""The resources a cycle needs on top of an open engine, opened in order and closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from . import migrations
+from .agent.server import AgentKnobs, serve
+from .agent_client import AgentClient
+from .db import session_factory
+from .dispatcher import Dispatcher
+from .metrics import Metrics
+from .settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    agent: AgentClient
+    dispatcher: Dispatcher
+
+
+def pool_size_for(workers: int) -> int:
+    """Tasks hold a connection only for their final write: a few connections serve many workers."""
+    return min(workers, 10) + 2
+
+
+def process_owner() -> str:
+    """Names this process on the leases it takes, unique even across restarts with the same pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def wait_for_database(engine: AsyncEngine, stop: asyncio.Event, location: str) -> bool:
+    """Wait, with backoff, until the database answers (compose start order); False if stopped first."""
+    delay = 1.0
+    while True:
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return True
+        except (OSError, DBAPIError) as exc:
+            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            log.warning("Waiting for the database at %s: %s (retrying in %gs)", location, cause, delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return False
+        except TimeoutError:
+            delay = min(delay * 2, 30.0)
+
+
+async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:
+    """Bring the schema to head (AUTO_MIGRATE), or refuse to run on a schema that is behind."""
+    if settings.auto_migrate:
+        before, after = await migrations.upgrade(engine)
+        if before != after:
+            log.info("Schema upgraded from %s to %s", before or "empty", after)
+        return
+    current, head = await migrations.current_revision(engine), migrations.head_revision()
+    if current != head:
+        raise ConfigError(
+            f"AUTO_MIGRATE=false and the schema is at {current or 'empty'}, not {head}: "
+            "run `python -m cyberevents migrate` first"
+        )
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings, engine: AsyncEngine, metrics: Metrics | None = None
+) -> AsyncIterator[Resources]:
+    """Everything a cycle needs on top of an open engine: the schema at head, the agent, the dispatcher."""
+    async with AsyncExitStack() as stack:
+        await ensure_schema(engine, settings)
+        if settings.agent_url is None:
+            token = settings.agent_token.get_secret_value() if settings.agent_token else None
+            url = await stack.enter_async_context(serve(AgentKnobs(token=token)))
+            log.info("AGENT_URL is unset: serving the reference agent in-process at %s", url)
+        else:
+            url = str(settings.agent_url)
+        agent = await stack.enter_async_context(
+            AgentClient(
+                url,
+                workers=settings.dispatch_workers,
+                timeout_seconds=settings.agent_timeout_seconds,
+                token=settings.agent_token,
+            )
+        )
+        sessions = session_factory(engine)
+        dispatcher = Dispatcher(
+            sessions, agent, settings.dispatch_workers, process_owner(), settings.lease_seconds, metrics
+        )
+        yield Resources(settings, engine, sessions, agent, dispatcher)

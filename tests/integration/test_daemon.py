@@ -1,0 +1,235 @@
+"""The daemon on short seconds schedules, in-process against real PostgreSQL and a real HTTP agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cyberevents.cycle import CycleRequest, run_cycle
+from cyberevents.db import session_factory
+from cyberevents.generator import Counts
+from cyberevents.models import Cycle, CycleOutcome, CycleTrigger, Event, EventStatus
+from cyberevents.service import Daemon
+from cyberevents.settings import Settings
+from tests.agents import recording_agent
+from tests.conftest import MakeSettings, open_test_resources
+from tests.proxy import Proxy
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Poll `check` (the database and HTTP endpoints have no event to wait on) until true or `within` s pass."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def ledger(engine: AsyncEngine) -> list[Cycle]:
+    async with session_factory(engine)() as session:
+        return list((await session.scalars(select(Cycle).order_by(Cycle.id))).all())
+
+
+@asynccontextmanager
+async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
+    task = asyncio.create_task(daemon.run(), name="daemon-under-test")
+    try:
+        yield daemon
+    finally:
+        daemon.state.stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def daemon_settings(make_settings: MakeSettings, agent_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "agent_url": agent_url,
+        "dispatch_workers": 1,
+        "login_events": 10,
+        "firewall_events": 0,
+        "patch_events": 0,
+        "run_on_start": False,
+        "health_port": 0,
+        "cycle_timeout_seconds": 60,  # the cycles here outlast their seconds-long interval on purpose
+    }
+    return make_settings(**(values | overrides))
+
+
+async def test_slots_during_a_cycle_coalesce_into_one_catch_up_and_cycles_never_overlap(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    """Every 2 s, cycles of about 5 s: the slots that fall during a cycle fold into one catch-up."""
+    async with recording_agent(latency=0.5) as agent:
+        settings = daemon_settings(make_settings, agent.url, schedule="*/2 * * * * *", misfire_grace_seconds=10)
+
+        async def two_cycles_done() -> bool:
+            rows = await ledger(engine)
+            return sum(1 for row in rows if row.seed is not None and row.finished_at is not None) >= 2
+
+        async with running(Daemon(settings, asyncio.Event())):
+            await wait_until(two_cycles_done, within=40)
+
+    rows = await ledger(engine)
+    cycles = [row for row in rows if row.seed is not None and row.finished_at is not None]
+    first, catch_up = cycles[0], cycles[1]
+    assert first.trigger is CycleTrigger.SCHEDULE
+    assert catch_up.trigger is CycleTrigger.CATCH_UP
+    assert catch_up.started_at >= first.finished_at  # type: ignore[operator]
+    assert catch_up.started_at - first.finished_at < timedelta(seconds=1)  # type: ignore[operator]
+    assert first.slot_at is not None
+    assert catch_up.slot_at is not None
+    folded = [row for row in rows if row.slot_at is not None and first.slot_at < row.slot_at < catch_up.slot_at]
+    assert folded  # the slots between the two cycles ...
+    assert {row.outcome for row in folded} == {CycleOutcome.COALESCED}  # ... were coalesced into the catch-up
+    assert all(catch_up.slot_at.isoformat() in (row.reason or "") for row in folded)
+    assert agent.peak_in_flight == 1  # one worker: two cycles at once would have shown 2
+    assert len({row.slot_at for row in rows}) == len(rows)
+
+
+async def test_a_catch_up_later_than_the_grace_is_missed_and_logged(
+    make_settings: MakeSettings, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every 4 s, cycles of about 6 s, 1 s of grace: the slot that fell mid-cycle is 2 s late at its end."""
+    async with recording_agent(latency=0.5) as agent:
+        settings = daemon_settings(
+            make_settings, agent.url, schedule="*/4 * * * * *", misfire_grace_seconds=1, login_events=12
+        )
+
+        async def missed() -> bool:
+            return any(row.outcome is CycleOutcome.MISSED for row in await ledger(engine))
+
+        with caplog.at_level(logging.INFO):
+            async with running(Daemon(settings, asyncio.Event())):
+                await wait_until(missed, within=30)
+
+    [row] = [row for row in await ledger(engine) if row.outcome is CycleOutcome.MISSED]
+    assert row.reason is not None
+    assert row.reason.startswith("missed by 2 s") or row.reason.startswith("missed by 3 s")
+    assert any("missed by" in message and row.slot_at.isoformat() in message for message in caplog.messages)  # type: ignore[union-attr]
+
+
+async def test_run_on_start_runs_once_unless_a_cycle_ran_since_the_latest_slot(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    async with recording_agent() as agent:
+        settings = daemon_settings(make_settings, agent.url, schedule="0 0 1 1 *", run_on_start=True)
+
+        async def started() -> bool:
+            return any(row.trigger is CycleTrigger.START and row.finished_at for row in await ledger(engine))
+
+        async with running(Daemon(settings, asyncio.Event())):
+            await wait_until(started)
+        async with running(Daemon(settings, asyncio.Event())) as restarted:  # a restarting replica
+            await wait_until(lambda: _scheduler_waiting(restarted))
+    assert [row.trigger for row in await ledger(engine)] == [CycleTrigger.START]
+
+
+async def _scheduler_waiting(daemon: Daemon) -> bool:
+    return daemon.state.scheduler is not None and daemon.state.scheduler.next_run is not None
+
+
+async def test_a_hanging_cycle_is_cut_off_and_its_events_stay_pending(make_settings: MakeSettings) -> None:
+    async with recording_agent(latency=0.4) as agent:
+        settings = make_settings(agent_url=agent.url, dispatch_workers=1)
+        async with open_test_resources(settings) as resources:
+            request = CycleRequest(Counts(10, 0, 0), CycleTrigger.SCHEDULE, timeout=timedelta(seconds=1))
+            result = await run_cycle(resources, request)
+            async with resources.sessions() as session:
+                events = (await session.scalars(select(Event))).all()
+                [cycle] = (await session.scalars(select(Cycle))).all()
+    assert result is not None
+    assert result.outcome is CycleOutcome.TIMED_OUT
+    assert cycle.outcome is CycleOutcome.TIMED_OUT
+    assert cycle.reason == "cut off after 1s; undelivered events stay pending"
+    statuses = [event.status for event in events]
+    assert set(statuses) == {EventStatus.ANALYSED, EventStatus.PENDING}
+    assert statuses.count(EventStatus.ANALYSED) == result.analysed >= 1
+    assert all(event.lease_owner is None for event in events if event.status is EventStatus.PENDING)
+
+
+async def get(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        body = await response.text()
+        if response.content_type.endswith("json"):
+            return response.status, await response.json(content_type=None)
+        return response.status, body
+
+
+async def test_health_endpoints_follow_the_database_and_never_restart_for_it(
+    make_settings: MakeSettings, database_url: URL, server_url: URL, engine: AsyncEngine
+) -> None:
+    proxy = Proxy(server_url)
+    await proxy.reserve_port()
+    async with recording_agent() as agent:
+        settings = daemon_settings(
+            make_settings, agent.url, database_url=proxy.url(database_url).render_as_string(hide_password=False),
+            schedule="0 0 1 1 *", agent_token="tok-never-shown",
+        )  # fmt: skip
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: _health_up(daemon))
+            base = daemon.health_url
+            # The database is unreachable from the start: alive, not ready.
+            assert (await get(f"{base}/livez"))[0] == 200
+            status, body = await get(f"{base}/readyz")
+            assert status == 503
+            assert body["status"] == "fail"
+            assert body["checks"]["database"]["output"].startswith("database unreachable")
+
+            await proxy.up()
+            await wait_until(lambda: _ready(base), within=40)
+            status, body = await get(f"{base}/readyz")
+            assert body["checks"]["schema"]["status"] == "pass"
+
+            await proxy.down()
+            await wait_until(lambda: _not_ready(base))
+            status, body = await get(f"{base}/livez")
+            assert status == 200
+            assert body["status"] == "pass"
+            assert body["checks"]["event-loop"]["observedUnit"] == "ms lag"
+            await proxy.up()
+            await wait_until(lambda: _ready(base))
+            await wait_until(lambda: _scheduler_waiting(daemon))
+
+            status, report = await get(f"{base}/status")
+            assert status == 200
+            assert report["state"] == "idle"
+            assert report["schedule"]["cron"] == "0 0 1 1 *"
+            assert report["schedule"]["next_run"].endswith("+00:00")
+            assert report["pending_backlog"] == 0
+            status, exposition = await get(f"{base}/metrics")
+            assert status == 200
+            families = {family.name: family for family in text_string_to_metric_families(exposition)}
+            assert set(families) >= {
+                "cyberevents_cycles",
+                "cyberevents_events",
+                "cyberevents_dispatch_seconds",
+                "cyberevents_cycle_duration_seconds",
+                "cyberevents_dispatch_in_flight",
+                "cyberevents_pending_events",
+                "cyberevents_last_success_timestamp_seconds",
+            }
+            for path in ("/livez", "/readyz", "/status", "/metrics"):
+                _, text = await get(f"{base}{path}")
+                assert "tok-never-shown" not in str(text)
+        await proxy.down()
+
+
+async def _health_up(daemon: Daemon) -> bool:
+    return daemon.health_url is not None
+
+
+async def _ready(base: str | None) -> bool:
+    return (await get(f"{base}/readyz"))[0] == 200
+
+
+async def _not_ready(base: str | None) -> bool:
+    return (await get(f"{base}/readyz"))[0] == 503

@@ -1,0 +1,121 @@
+"""`cyberevents run` as operators run it: a process, signals, one thread, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cyberevents.db import session_factory
+from cyberevents.eventloop import run
+from cyberevents.models import Cycle, CycleOutcome, Event, EventAnalysis, EventStatus
+from tests.support import SETTING_NAMES, by_host_name, cli, threads_of
+
+
+def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled(
+    database_url: URL, agent_process: subprocess.Popen[str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
+        "DATABASE_URL": by_host_name(database_url),
+        "AGENT_URL": agent_process.url.replace("127.0.0.1", "localhost"),  # type: ignore[attr-defined]
+        "AGENT_TOKEN": "s3cret",
+        "DISPATCH_WORKERS": "3",
+        "LOGIN_EVENTS": "30", "FIREWALL_EVENTS": "30", "PATCH_EVENTS": "30",
+        "SCHEDULE": "0 0 1 1 *",
+        "HEALTH_PORT": "0",
+        "SHUTDOWN_GRACE_SECONDS": "10",
+    }  # fmt: skip
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert daemon.stderr is not None
+    samples: list[int] = []
+    for line in daemon.stderr:  # until the first events are on their way
+        if (threads := threads_of(daemon.pid)) is not None:
+            samples.append(threads)
+        if "Stored 90 events" in line:
+            break
+    time.sleep(1.0)  # 100 ms agent, 3 workers: about 30 of the 90 delivered
+    samples.extend(t for t in [threads_of(daemon.pid)] if t is not None)
+    signalled = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=30)
+    took = time.monotonic() - signalled
+
+    assert daemon.returncode == 0, stderr
+    assert took < 10, f"took {took:.1f}s to stop"
+    assert "Received SIGTERM: starting no new work" in stderr
+    assert "Traceback" not in stderr
+    assert set(samples) == {1}
+
+    async def books() -> tuple[Counter[EventStatus], int, int, CycleOutcome]:
+        engine = create_async_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                statuses = Counter((await session.scalars(select(Event.status))).all())
+                analyses = await session.scalar(select(func.count()).select_from(EventAnalysis))
+                distinct = await session.scalar(select(func.count(func.distinct(EventAnalysis.event_id))))
+                [cycle] = (await session.scalars(select(Cycle))).all()
+        finally:
+            await engine.dispose()
+        return statuses, int(analyses or 0), int(distinct or 0), cycle.outcome
+
+    statuses, analyses, distinct, outcome = run(books())
+    assert set(statuses) <= {EventStatus.ANALYSED, EventStatus.PENDING}
+    assert sum(statuses.values()) == 90
+    assert 0 < statuses[EventStatus.ANALYSED] < 90
+    assert analyses == distinct == statuses[EventStatus.ANALYSED]
+    assert outcome is CycleOutcome.INTERRUPTED
+
+    check = cli("check-db", env={"DATABASE_URL": by_host_name(database_url)})
+    assert "pending" in check.stdout
+    assert "start: interrupted" in check.stdout
+
+
+def test_a_bad_schedule_is_one_line_and_exit_2() -> None:
+    result = cli("run", env={"SCHEDULE": "every half hour"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "cyberevents: error: invalid configuration: SCHEDULE='every half hour': not a cron expression "
+        "(Wrong number of fields); e.g. '*/30 * * * *' or, with seconds first, '*/10 * * * * *'"
+    )
+
+
+def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
+    result = cli("run", env={"SCHEDULE_TZ": "Mars/Olympus_Mons"})
+    assert result.returncode == 2
+    assert "SCHEDULE_TZ='Mars/Olympus_Mons': not an IANA time zone" in result.stderr
+
+
+def test_run_once_handles_sigterm_the_same_way(database_url: URL, agent_process: subprocess.Popen[str]) -> None:
+    """A CronJob's deadline: in-flight deliveries finish, the rest stays pending, exit 1 says so."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
+        "DATABASE_URL": by_host_name(database_url),
+        "AGENT_URL": agent_process.url,  # type: ignore[attr-defined]
+        "AGENT_TOKEN": "s3cret",
+        "DISPATCH_WORKERS": "2",
+    }
+    once = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", "40", "--firewall", "0", "--patch", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert once.stderr is not None
+    for line in once.stderr:
+        if "Stored 40 events" in line:
+            break
+    time.sleep(0.5)
+    once.send_signal(signal.SIGTERM)
+    stdout, stderr = once.communicate(timeout=30)
+    assert once.returncode == 1, stderr
+    report = json.loads(stdout)
+    assert report["outcome"] == "interrupted"
+    assert 0 < report["kinds"]["login"]["analysed"] < 40
+    assert report["kinds"]["login"]["failed"] == 0
