@@ -40,7 +40,8 @@ class Metrics:
             registry=self.registry,
         )
         for outcome in CycleOutcome:
-            self.cycles.labels(outcome.value)
+            if outcome is not CycleOutcome.RUNNING:
+                self.cycles.labels(outcome.value)
         for kind in EventKind:
             for result in ("analysed", "failed"):
                 self.events.labels(kind.value, result)
