@@ -110,6 +110,7 @@ def make_settings(database_url: URL, tmp_path: Path) -> MakeSettings:
         values: dict[str, Any] = {
             "database_url": database_url.render_as_string(hide_password=False),
             "data_dir": tmp_path / "data",
+            "agent_retry_backoff_seconds": 0.01,  # retries are tested; waiting for them is not
         }
         return Settings(_env_file=None, **(values | overrides))
 

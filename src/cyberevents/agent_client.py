@@ -1,38 +1,101 @@
-"""AgentClient: one aiohttp ClientSession per process, posting deliveries and returning validated verdicts."""
+"""AgentClient: one aiohttp ClientSession per process, posting deliveries and returning validated verdicts.
+
+Transient failures (no connection, a timeout, 429 with its Retry-After, 502 / 503 / 504) are retried with
+exponential backoff and jitter by stamina; permanent ones (any other status, a body that is not a verdict or
+is too large) are not: retrying would get the same answer.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import stamina
 from pydantic import SecretStr
 
 from .protocol import IDEMPOTENCY_HEADER, Delivery, InvalidVerdict, Verdict, parse_verdict
 
+log = logging.getLogger(__name__)
+
 MAX_RESPONSE_BYTES = 1 << 20
+RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+MAX_BACKOFF = 30.0
 
 
 class AgentError(Exception):
     """A delivery did not produce a verdict; the message says why in one line, fit for `last_error`."""
 
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+        self.attempts = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    verdict: Verdict
+    raw: dict[str, Any]
+    attempts: int
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """stamina's hook: retry transient failures, after the agent's Retry-After when it gave one."""
+    if not isinstance(exc, AgentError) or not exc.transient:
+        return False
+    return exc.retry_after if exc.retry_after is not None else True
+
 
 class AgentClient:
     """Posts events to the agent over keep-alive connections, as many at once as there are workers."""
 
-    def __init__(self, url: str, *, workers: int, timeout_seconds: float, token: SecretStr | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        workers: int,
+        timeout_seconds: float,
+        token: SecretStr | None = None,
+        max_retries: int = 0,
+        backoff_seconds: float = 0.5,
+        verify_tls: bool = True,
+    ) -> None:
         self.url = url
         self._workers = workers
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._headers = {"Content-Type": "application/json"}
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        self._attempts, self._backoff_seconds = max_retries + 1, backoff_seconds
+        self._verify_tls = verify_tls
+        if not verify_tls and url.startswith("https:"):
+            log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         # ThreadedResolver only calls loop.getaddrinfo, which ThreadFreeEventLoop answers without threads;
         # naming it keeps aiohttp from picking aiodns (a C thread) when that happens to be installed.
-        connector = aiohttp.TCPConnector(limit=self._workers, resolver=aiohttp.ThreadedResolver())
+        connector = aiohttp.TCPConnector(limit=self._workers, resolver=aiohttp.ThreadedResolver(), ssl=self._verify_tls)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, raise_for_status=False)
         return self
 
@@ -42,22 +105,45 @@ class AgentClient:
         if self._session is not None:
             await self._session.close()
 
-    async def analyse(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]]:
-        """POST one event; the verdict and its raw JSON, or AgentError."""
+    async def analyse(self, delivery: Delivery) -> Answer:
+        """POST one event, retrying transient failures; the verdict, or AgentError carrying the attempts made."""
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_backoff,
+                attempts=self._attempts,
+                timeout=None,
+                wait_initial=self._backoff_seconds,
+                wait_max=MAX_BACKOFF,
+                wait_jitter=self._backoff_seconds,
+            ):
+                with attempt:
+                    attempts += 1
+                    verdict, raw = await self._post(delivery)
+        except AgentError as exc:
+            exc.attempts = attempts
+            raise
+        return Answer(verdict, raw, attempts)
+
+    async def _post(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]]:
         assert self._session is not None, "AgentClient used outside `async with`"
         headers = self._headers | {IDEMPOTENCY_HEADER: str(delivery.uid)}
         try:
             async with self._session.post(self.url, data=delivery.body, headers=headers) as response:
                 body = await response.content.read(MAX_RESPONSE_BYTES + 1)
                 if len(body) > MAX_RESPONSE_BYTES:
-                    raise AgentError(f"agent response larger than {MAX_RESPONSE_BYTES} bytes")
+                    raise AgentError(f"agent response larger than {MAX_RESPONSE_BYTES} bytes", transient=False)
                 if response.status != 200:
                     snippet = body[:200].decode(errors="replace").strip().replace("\n", " ")
-                    raise AgentError(f"agent answered HTTP {response.status}: {snippet}")
+                    raise AgentError(
+                        f"agent answered HTTP {response.status}: {snippet}",
+                        transient=response.status in RETRIED_STATUSES,
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    )
                 return parse_verdict(body)
         except InvalidVerdict as exc:
-            raise AgentError(str(exc)) from None
+            raise AgentError(str(exc), transient=False) from None
         except TimeoutError:
-            raise AgentError(f"agent did not answer within {self._timeout.total:g}s") from None
+            raise AgentError(f"agent did not answer within {self._timeout.total:g}s", transient=True) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise AgentError(f"agent unreachable: {exc or type(exc).__name__}") from None
+            raise AgentError(f"agent unreachable: {exc or type(exc).__name__}", transient=True) from None

@@ -19,16 +19,16 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from . import __version__, migrations, report
+from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
 from .cycle import CycleRequest, CycleResult, run_cycle
-from .db import describe, open_engine
+from .db import describe, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
-from .models import CycleOutcome
+from .models import CycleOutcome, EventKind
 from .progress import Progress
-from .resources import open_resources, pool_size_for
+from .resources import ensure_schema, open_resources, pool_size_for
 from .service import graceful_stop, run_daemon
 from .settings import ConfigError, Settings, load_settings
 
@@ -109,9 +109,23 @@ def result_json(result: CycleResult) -> dict[str, Any]:
             }
             for kind in result.kinds
         },
+        "redelivered": {
+            "total": result.redelivered.total,
+            "analysed": result.redelivered.analysed,
+            "failed": result.redelivered.failed,
+        },
         "dispatch_seconds": round(result.dispatch_seconds, 3),
         "total_seconds": round(result.total_seconds, 3),
     }
+
+
+async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings, pool_size=1) as engine:
+        await ensure_schema(engine, settings)
+        async with session_factory(engine)() as session, session.begin():
+            count = await repository.requeue(session, EventKind(args.kind) if args.kind else None, args.id or ())
+    print(f"requeued {count} dead-lettered events; the next cycle delivers them again")
+    return 0
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction of requests answered 503")
     agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
     agent.set_defaults(handler=_agent)
+
+    requeue = commands.add_parser("requeue", help="put dead-lettered events back in the queue")
+    requeue.add_argument("--kind", choices=[kind.value for kind in EventKind], help="only events of this kind")
+    requeue.add_argument("--id", type=int, nargs="+", help="only these event ids")
+    requeue.set_defaults(handler=_requeue)
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
     migrate.set_defaults(handler=_migrate)

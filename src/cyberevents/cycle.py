@@ -14,8 +14,18 @@ from .dispatcher import Tally
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
+from .retention import prune
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Redelivery:
+    """Earlier cycles' leftovers this cycle delivered again."""
+
+    total: int
+    analysed: int
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,7 @@ class CycleResult:
     kinds: tuple[repository.KindStat, ...]
     dispatch_seconds: float
     total_seconds: float
+    redelivered: Redelivery = field(default_factory=lambda: Redelivery(0, 0, 0))
 
     @property
     def generated(self) -> int:
@@ -78,12 +89,13 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
         "Cycle %d (%s): seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",
         cycle_id, request.trigger.value, seed, seed, started_at.isoformat(),
     )  # fmt: skip
-    tally = request.tally
+    tally, backlog = request.tally, Tally.of({})
     outcome, reason = CycleOutcome.FAILED, None
     timeout = request.timeout.total_seconds() if request.timeout is not None else None
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
+            await _redeliver(resources, cycle_id, request, backlog)
             dispatch_seconds = await _generate_and_dispatch(resources, cycle_id, seed, started_at, request, tally)
         analysed = sum(kind.analysed for kind in tally.kinds.values())
         outcome = _outcome(analysed, tally.total, request.stop.is_set())
@@ -109,7 +121,25 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
         )
         await asyncio.shield(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
-    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds)
+    await prune(resources.sessions, settings.retention_days)
+    redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed)
+    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered)
+
+
+async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest, backlog: Tally) -> None:
+    """First, earlier cycles' leftovers: close the cycles of dead processes, then deliver what they left."""
+    settings = resources.settings
+    async with resources.sessions() as session, session.begin():
+        abandoned = await repository.close_abandoned_cycles(session, settings.lease_seconds)
+    for closed in abandoned:
+        log.warning("Cycle %d was abandoned by a process that stopped: closed as interrupted", closed)
+    await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, backlog=True)
+    if backlog.total:
+        dead = sum(kind.dead_lettered for kind in backlog.kinds.values())
+        log.info(
+            "Redelivered %d events of earlier cycles: %d analysed, %d failed (%d dead-lettered after %d attempts)",
+            backlog.total, backlog.analysed, backlog.done - backlog.analysed, dead, settings.max_attempts,
+        )  # fmt: skip
 
 
 async def _generate_and_dispatch(

@@ -1,10 +1,10 @@
-"""Semaphore-bounded fan-out of a cycle's events to the agent, each verdict written in its own session.
+"""Semaphore-bounded fan-out of events to the agent, each verdict written in its own session.
 
-The feeder claims pending events from the database in batches (leased, `SKIP LOCKED`) and starts one task
-per event, but only when one of the `workers` request slots is free: at most `workers` requests are in
-flight. A task gives its request slot back as soon as the agent has answered, so the next request starts
-while the verdict is being written; writes have `workers` slots of their own, and a task takes one before it
-lets its request slot go, so a slow database holds the feeder back instead of piling up verdicts. At most
+The feeder claims events from the database in batches (leased, `SKIP LOCKED`) and starts one task per
+event, but only when one of the `workers` request slots is free: at most `workers` requests are in flight.
+A task gives its request slot back as soon as the agent has answered, so the next request starts while the
+verdict is being written; writes have `workers` slots of their own, and a task takes one before it lets its
+request slot go, so a slow database holds the feeder back instead of piling up verdicts. At most
 2 × `workers` tasks and one batch are held in memory, whatever the size of the cycle. A task holds a
 database connection only for its final write, so the pool can stay far smaller than `workers`.
 """
@@ -18,17 +18,31 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import stamina
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import repository
-from .agent_client import AgentClient, AgentError
+from .agent_client import AgentClient, AgentError, Answer
+from .breaker import CircuitBreaker
 from .metrics import Metrics
-from .models import EventKind
-from .protocol import Delivery, Verdict, build_delivery
+from .models import EventKind, EventStatus
+from .protocol import Delivery, build_delivery
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A verdict in hand is worth waiting for: its write is retried this long through a database outage.
+WRITE_RETRY_SECONDS = 60.0
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Errors a retry can cure: the connection, not the statement, failed."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 @dataclass
@@ -36,6 +50,7 @@ class KindTally:
     total: int
     analysed: int = 0
     failed: int = 0
+    dead_lettered: int = 0
     first_started: float | None = None
     last_finished: float | None = None
 
@@ -70,23 +85,28 @@ class Tally:
     def done(self) -> int:
         return sum(kind.done for kind in self.kinds.values())
 
+    @property
+    def analysed(self) -> int:
+        return sum(kind.analysed for kind in self.kinds.values())
+
     def started(self, kind: EventKind) -> None:
         self.in_flight += 1
         tally = self.kinds[kind]
         if tally.first_started is None:
             tally.first_started = time.monotonic()
 
-    def finished(self, kind: EventKind, analysed: bool | None) -> None:
+    def finished(self, kind: EventKind, status: EventStatus | None) -> None:
         """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending."""
         self.in_flight -= 1
-        if analysed is None:
+        if status is None:
             return
         tally = self.kinds[kind]
         tally.last_finished = time.monotonic()
-        if analysed:
+        if status is EventStatus.ANALYSED:
             tally.analysed += 1
         else:
             tally.failed += 1
+            tally.dead_lettered += status is EventStatus.DEAD_LETTERED
         for listener in self.listeners:
             listener(self)
 
@@ -109,17 +129,21 @@ async def _finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
     agent: AgentClient
+    breaker: CircuitBreaker
     workers: int
     owner: str
     lease_seconds: float
+    max_attempts: int
     metrics: Metrics | None = None
 
     @property
     def batch_size(self) -> int:
         return min(max(self.workers, 50), 1000)
 
-    async def dispatch(self, cycle_id: int, tally: Tally, stop: asyncio.Event | None = None) -> None:
-        """Deliver every pending event of the cycle; returns when each has a verdict or a recorded failure.
+    async def dispatch(
+        self, cycle_id: int, tally: Tally, stop: asyncio.Event | None = None, backlog: bool = False
+    ) -> None:
+        """Deliver the cycle's pending events (or, with `backlog`, earlier cycles' leftovers) until none is left.
 
         Once `stop` is set no new delivery starts; those in flight finish. Whatever is left stays pending,
         its lease released so that the next cycle can take it at once.
@@ -128,10 +152,13 @@ class Dispatcher:
         stopping = stop or asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
-                while not stopping.is_set() and (claimed := await self._claim(cycle_id)):
+                while self._may_continue(stopping) and (claimed := await self._claim(cycle_id, backlog)):
+                    if backlog:
+                        for event in claimed:
+                            tally.kinds[event.kind].total += 1
                     for event in claimed:
                         await requests.acquire()
-                        if stopping.is_set():
+                        if stopping.is_set() or not await self.breaker.admit():
                             requests.release()
                             break
                         delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
@@ -141,16 +168,37 @@ class Dispatcher:
         finally:
             await _finish_even_if_cancelled(self._release_leases())
 
-    async def _claim(self, cycle_id: int) -> list[repository.ClaimedEvent]:
+    def _may_continue(self, stop: asyncio.Event) -> bool:
+        if self.breaker.state == "open":
+            log.warning("Agent circuit open (%s): undelivered events wait as pending", self.breaker.reason)
+            return False
+        return not stop.is_set()
+
+    async def _claim(self, cycle_id: int, backlog: bool) -> list[repository.ClaimedEvent]:
         async with self.sessions() as session, session.begin():
-            return await repository.claim_pending(session, cycle_id, self.owner, self.batch_size, self.lease_seconds)
+            return await repository.claim(
+                session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
+                backlog_max_attempts=self.max_attempts if backlog else None,
+            )  # fmt: skip
+
+    async def _release_leases(self) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                released = await repository.release_leases(session, self.owner)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning("Could not release this process's claims (%s); they expire after LEASE_SECONDS", exc)
+            return
+        if released:
+            log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
     async def _deliver(
         self, delivery: Delivery, requests: asyncio.Semaphore, writes: asyncio.Semaphore, tally: Tally
     ) -> None:
         """Runs holding a request slot (taken by the feeder); swaps it for a write slot once the agent answers."""
         tally.started(delivery.kind)
-        recorded: bool | None = None
+        status: EventStatus | None = None
         try:
             try:
                 asked = time.monotonic()
@@ -161,38 +209,47 @@ class Dispatcher:
                 requests.release()
             try:
                 # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
-                recorded = await _finish_even_if_cancelled(self._record(delivery, outcome))
+                status = await _finish_even_if_cancelled(self._record(delivery, outcome))
             finally:
                 writes.release()
-            if self.metrics is not None:
-                self.metrics.observe_delivery(delivery.kind, answered, recorded)
+            if self.metrics is not None and status is not None:
+                self.metrics.observe_delivery(delivery.kind, answered, status is EventStatus.ANALYSED)
         finally:
-            tally.finished(delivery.kind, recorded)
+            tally.finished(delivery.kind, status)
 
-    async def _release_leases(self) -> None:
-        async with self.sessions() as session, session.begin():
-            released = await repository.release_leases(session, self.owner)
-        if released:
-            log.info("Released %d claimed events that were not delivered; they stay pending", released)
-
-    async def _ask(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]] | str:
-        """The agent's verdict with its raw JSON, or why there is none."""
+    async def _ask(self, delivery: Delivery) -> Answer | AgentError:
+        """The agent's verdict, or why there is none; the circuit breaker hears about both."""
         try:
-            verdict, raw = await self.agent.analyse(delivery)
+            answer = await self.agent.analyse(delivery)
         except AgentError as exc:
             log.warning("Event %d (%s) failed: %s", delivery.event_id, delivery.kind.value, exc)
-            return str(exc)
+            self.breaker.record(exc.transient, str(exc))
+            return exc
+        self.breaker.record(False)
+        verdict = answer.verdict
         log.debug("Event %d analysed: severity=%s, score=%d", delivery.event_id, verdict.severity.value, verdict.score)
-        return verdict, raw
+        return answer
 
-    async def _record(self, delivery: Delivery, outcome: tuple[Verdict, dict[str, Any]] | str) -> bool:
-        """Write the outcome in this task's own session, in one short transaction; True if analysed."""
-        async with self.sessions() as session, session.begin():
-            if isinstance(outcome, str):
-                await repository.record_failure(session, delivery.event_id, outcome)
-                return False
-            verdict, raw = outcome
-            await repository.record_analysis(
-                session, delivery.event_id, verdict.severity.value, verdict.score, verdict.summary, raw
-            )
-            return True
+    async def _record(self, delivery: Delivery, outcome: Answer | AgentError) -> EventStatus | None:
+        """Write the outcome in this task's own session, in one short transaction, retried through a database
+        outage; None if the database stayed away (the event stays pending and is delivered again later)."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
+            ):
+                with attempt:
+                    async with self.sessions() as session, session.begin():
+                        if isinstance(outcome, AgentError):
+                            return await repository.record_failure(
+                                session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
+                            )
+                        await repository.record_analysis(
+                            session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
+                            outcome.verdict.summary, outcome.raw, outcome.attempts,
+                        )  # fmt: skip
+                        return EventStatus.ANALYSED
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.error("Event %d: could not record its outcome (%s); it stays pending", delivery.event_id, exc)
+        return None

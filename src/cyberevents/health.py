@@ -17,11 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import __version__, migrations, repository
+from .breaker import CircuitBreaker
 from .cycle import CycleResult
 from .db import session_factory
 from .dispatcher import Tally
 from .metrics import CONTENT_TYPE, Metrics
-from .models import CycleTrigger
+from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
 
 HEALTH_JSON = "application/health+json"
@@ -51,6 +52,17 @@ class DaemonState:
     running: RunningCycle | None = None
     last: CycleResult | None = None
     pending: int | None = None
+    dead_lettered: int | None = None
+    breaker: CircuitBreaker | None = None
+
+    async def refresh_backlog(self, engine: AsyncEngine) -> None:
+        """The pending and dead-letter counts, kept at their last known figures while the database is away."""
+        try:
+            async with asyncio.timeout(DATABASE_TIMEOUT), session_factory(engine)() as session:
+                self.pending = await repository.count_by_status(session, EventStatus.PENDING)
+                self.dead_lettered = await repository.count_by_status(session, EventStatus.DEAD_LETTERED)
+        except Exception:  # whatever the driver raises: keep the last figures
+            return
 
     async def monitor_loop(self) -> None:
         """Beat every second and measure how late the loop woke up: the event-loop lag."""
@@ -62,6 +74,12 @@ class DaemonState:
             except TimeoutError:
                 self.loop_lag = max(0.0, loop.time() - expected)
             self.beat = time.monotonic()
+
+
+def _circuit(breaker: CircuitBreaker | None) -> dict[str, Any]:
+    if breaker is None or breaker.state == "closed":
+        return {"state": "closed"}
+    return {"state": breaker.state, "reason": breaker.reason, "retry_in_seconds": round(breaker.reopens_in(), 1)}
 
 
 def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
@@ -112,7 +130,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return _health(status, checks)
 
     async def status(request: web.Request) -> web.Response:
-        state.pending = await _pending(engine, state.pending)
+        await state.refresh_backlog(engine)
         running = state.running
         next_run = state.scheduler.next_run if state.scheduler else None
         body: dict[str, Any] = {
@@ -123,6 +141,8 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
             "running_cycle": None,
             "last_cycle": None,
             "pending_backlog": state.pending,
+            "dead_lettered": state.dead_lettered,
+            "agent_circuit": _circuit(state.breaker),
         }
         if running is not None:
             body["running_cycle"] = {
@@ -156,9 +176,12 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return web.json_response(body)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
-        state.pending = await _pending(engine, state.pending)
+        await state.refresh_backlog(engine)
         if state.pending is not None:
             metrics.pending.set(state.pending)
+        if state.dead_lettered is not None:
+            metrics.dead_lettered.set(state.dead_lettered)
+        metrics.circuit_open.set(state.breaker is not None and state.breaker.state != "closed")
         metrics.in_flight.set(state.running.tally.in_flight if state.running else 0)
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -169,12 +192,3 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
-
-
-async def _pending(engine: AsyncEngine, previous: int | None) -> int | None:
-    """The pending backlog, or the last known figure while the database does not answer."""
-    try:
-        async with asyncio.timeout(DATABASE_TIMEOUT), session_factory(engine)() as session:
-            return await repository.pending_backlog(session)
-    except Exception:
-        return previous

@@ -34,6 +34,15 @@ class Metrics:
         )
         self.in_flight = Gauge("cyberevents_dispatch_in_flight", "Agent requests in flight", registry=self.registry)
         self.pending = Gauge("cyberevents_pending_events", "Events waiting for a verdict", registry=self.registry)
+        self.dead_lettered = Gauge(
+            "cyberevents_dead_lettered_events",
+            "Events that failed MAX_ATTEMPTS deliveries (see `cyberevents requeue`)",
+            registry=self.registry,
+        )
+        self.circuit_open = Gauge(
+            "cyberevents_agent_circuit_open", "1 while dispatch pauses because most agent calls fail",
+            registry=self.registry,
+        )  # fmt: skip
         self.last_success = Gauge(
             "cyberevents_last_success_timestamp_seconds",
             "Unix time the last cycle that analysed every event ended",

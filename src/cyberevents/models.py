@@ -41,7 +41,8 @@ class EventKind(enum.StrEnum):
 class EventStatus(enum.StrEnum):
     PENDING = "pending"
     ANALYSED = "analysed"
-    FAILED = "failed"
+    FAILED = "failed"  # the last delivery failed; the next cycle tries again
+    DEAD_LETTERED = "dead_lettered"  # failed MAX_ATTEMPTS deliveries; `cyberevents requeue` puts it back
 
 
 class Severity(enum.StrEnum):
@@ -147,7 +148,8 @@ class Event(Base):
     status: Mapped[EventStatus] = mapped_column(
         _text_enum(EventStatus, "event_status"), server_default=EventStatus.PENDING.value
     )
-    delivery_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    delivery_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # cycles that sent it
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # HTTP requests, retries included
     last_error: Mapped[str | None] = mapped_column(Text)
     # A claim: which dispatcher holds the event and until when; an expired lease may be taken over.
     lease_owner: Mapped[str | None] = mapped_column(String(128))

@@ -72,10 +72,10 @@ def render(report: DatabaseReport) -> str:
     total = sum(report.events.values())
     lines.append(f"events: {total}" + ("" if total else " (empty)"))
     if total:
-        lines.append("  " + f"{'kind':<10}" + "".join(f"{s.value:>10}" for s in statuses) + f"{'total':>10}")
+        lines.append("  " + f"{'kind':<10}" + "".join(f"{s.value:>14}" for s in statuses) + f"{'total':>10}")
         for kind in EventKind:
             counts = [report.events.get((kind.value, s.value), 0) for s in statuses]
-            lines.append("  " + f"{kind.value:<10}" + "".join(f"{c:>10}" for c in counts) + f"{sum(counts):>10}")
+            lines.append("  " + f"{kind.value:<10}" + "".join(f"{c:>14}" for c in counts) + f"{sum(counts):>10}")
 
     analysed = sum(report.analyses.values())
     by_severity = ", ".join(f"{s.value} {report.analyses.get(s.value, 0)}" for s in Severity)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import case, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,7 +81,7 @@ async def ran_since(session: AsyncSession, moment: datetime) -> bool:
 
 
 async def pending_backlog(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).where(Event.status == EventStatus.PENDING)) or 0)
+    return await count_by_status(session, EventStatus.PENDING)
 
 
 def _batches(events: Iterable[GeneratedEvent], size: int) -> Iterator[list[GeneratedEvent]]:
@@ -216,33 +216,49 @@ class ClaimedEvent:
     detail: dict[str, Any]
 
 
-_CLAIM = text(
-    """
+_CLAIM = """
     UPDATE events SET lease_owner = :owner,
                       lease_expires_at = now() + make_interval(secs => :lease_seconds),
                       delivery_count = delivery_count + 1
     WHERE id IN (
-        SELECT id FROM events
-        WHERE cycle_id = :cycle_id AND status = 'pending'
-          AND (lease_expires_at IS NULL OR lease_expires_at < now())
-        ORDER BY id
+        SELECT events.id FROM events
+        {scope}
+          AND (events.lease_expires_at IS NULL OR events.lease_expires_at < now())
+        ORDER BY events.id
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF events SKIP LOCKED
     )
     RETURNING id, uid, kind, occurred_at
-    """
+"""
+# A cycle's own new events.
+_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'"))
+# Earlier cycles' leftovers: pending or failed, under MAX_ATTEMPTS, of cycles no live process is running.
+_CLAIM_BACKLOG = text(
+    _CLAIM.format(
+        scope="""JOIN cycles ON cycles.id = events.cycle_id
+        WHERE events.cycle_id < :cycle_id AND cycles.outcome <> 'running'
+          AND events.status IN ('pending', 'failed') AND events.delivery_count < :max_attempts"""
+    )
 )
 
 
-async def claim_pending(
-    session: AsyncSession, cycle_id: int, owner: str, limit: int, lease_seconds: float
+async def claim(
+    session: AsyncSession,
+    cycle_id: int,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    backlog_max_attempts: int | None = None,
 ) -> list[ClaimedEvent]:
-    """Lease up to `limit` pending events of a cycle to `owner`, with their details; skips what others hold."""
-    claimed = (
-        await session.execute(
-            _CLAIM, {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
-        )
-    ).all()
+    """Lease up to `limit` events to `owner`, with their details, skipping what others hold.
+
+    The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles.
+    """
+    params = {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
+    if backlog_max_attempts is None:
+        claimed = (await session.execute(_CLAIM_OWN, params)).all()
+    else:
+        claimed = (await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})).all()
     details: dict[int, dict[str, Any]] = {}
     for kind in {EventKind(row.kind) for row in claimed}:
         table = DETAIL_TABLES[kind]
@@ -256,9 +272,15 @@ async def claim_pending(
 
 
 async def record_analysis(
-    session: AsyncSession, event_id: int, severity: str, score: int, summary: str, raw: dict[str, Any]
+    session: AsyncSession,
+    event_id: int,
+    severity: str,
+    score: int,
+    summary: str,
+    raw: dict[str, Any],
+    attempts: int = 1,
 ) -> bool:
-    """Store a verdict and mark the event analysed; False when the event already had one (a redelivery)."""
+    """Store a verdict and mark the event analysed, in the caller's transaction; False if it already had one."""
     inserted = await session.scalar(
         pg_insert(EventAnalysis)
         .values(event_id=event_id, severity=severity, score=score, summary=summary, raw=raw)
@@ -268,18 +290,65 @@ async def record_analysis(
     await session.execute(
         update(Event)
         .where(Event.id == event_id)
-        .values(status=EventStatus.ANALYSED, last_error=None, lease_owner=None, lease_expires_at=None)
-    )
+        .values(
+            status=EventStatus.ANALYSED, attempts=Event.attempts + attempts, last_error=None,
+            lease_owner=None, lease_expires_at=None,
+        )
+    )  # fmt: skip
     return inserted is not None
 
 
-async def record_failure(session: AsyncSession, event_id: int, error: str) -> None:
-    """Mark a delivery failed with its reason; an event already analysed stays analysed."""
-    await session.execute(
+async def record_failure(
+    session: AsyncSession, event_id: int, error: str, attempts: int = 1, max_attempts: int = 1_000_000
+) -> EventStatus:
+    """Record a failed delivery: failed, or dead-lettered once MAX_ATTEMPTS deliveries failed.
+
+    An event already analysed stays analysed. Returns the event's status.
+    """
+    dead = Event.delivery_count >= max_attempts
+    status = await session.scalar(
         update(Event)
         .where(Event.id == event_id, Event.status != EventStatus.ANALYSED)
-        .values(status=EventStatus.FAILED, last_error=error[:2000], lease_owner=None, lease_expires_at=None)
+        .values(
+            status=case((dead, EventStatus.DEAD_LETTERED.value), else_=EventStatus.FAILED.value),
+            attempts=Event.attempts + attempts, last_error=error[:2000], lease_owner=None, lease_expires_at=None,
+        )
+        .returning(Event.status)
+    )  # fmt: skip
+    return EventStatus(status) if status is not None else EventStatus.ANALYSED
+
+
+async def requeue(session: AsyncSession, kind: EventKind | None = None, ids: Sequence[int] = ()) -> int:
+    """Put dead-lettered events back in the queue with a fresh delivery budget; returns how many."""
+    query = update(Event).where(Event.status == EventStatus.DEAD_LETTERED)
+    if kind is not None:
+        query = query.where(Event.kind == kind)
+    if ids:
+        query = query.where(Event.id.in_(ids))
+    result = await session.execute(query.values(status=EventStatus.PENDING, delivery_count=0))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def close_abandoned_cycles(session: AsyncSession, lease_seconds: float) -> list[int]:
+    """Close as interrupted the cycles left 'running' by a process that died: none of their leases is alive."""
+    rows = await session.scalars(
+        text(
+            """
+            UPDATE cycles SET outcome = 'interrupted', finished_at = now(),
+                              reason = 'abandoned: the process running it stopped and its leases expired'
+            WHERE outcome = 'running' AND started_at < now() - make_interval(secs => :lease_seconds)
+              AND NOT EXISTS (SELECT 1 FROM events
+                              WHERE events.cycle_id = cycles.id AND events.lease_expires_at > now())
+            RETURNING id
+            """
+        ),
+        {"lease_seconds": lease_seconds},
     )
+    return list(rows)
+
+
+async def count_by_status(session: AsyncSession, status: EventStatus) -> int:
+    return int(await session.scalar(select(func.count()).where(Event.status == status)) or 0)
 
 
 async def release_leases(session: AsyncSession, owner: str) -> int:

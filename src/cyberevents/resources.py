@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from . import migrations
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
+from .breaker import CircuitBreaker
 from .db import session_factory
 from .dispatcher import Dispatcher
 from .metrics import Metrics
@@ -97,10 +98,15 @@ async def open_resources(
                 workers=settings.dispatch_workers,
                 timeout_seconds=settings.agent_timeout_seconds,
                 token=settings.agent_token,
+                max_retries=settings.agent_max_retries,
+                backoff_seconds=settings.agent_retry_backoff_seconds,
+                verify_tls=settings.agent_tls_verify,
             )
         )
         sessions = session_factory(engine)
+        breaker = CircuitBreaker(settings.agent_circuit_cooldown_seconds)
         dispatcher = Dispatcher(
-            sessions, agent, settings.dispatch_workers, process_owner(), settings.lease_seconds, metrics
-        )
+            sessions, agent, breaker, settings.dispatch_workers, process_owner(), settings.lease_seconds,
+            settings.max_attempts, metrics,
+        )  # fmt: skip
         yield Resources(settings, engine, sessions, agent, dispatcher)

@@ -102,6 +102,7 @@ class Daemon:
                 if not await wait_for_database(engine, stop, describe(settings.sqlalchemy_url)):
                     return
                 resources = await stack.enter_async_context(open_resources(settings, engine, self.metrics))
+                self.state.breaker = resources.dispatcher.breaker
                 scheduler = Scheduler(
                     settings,
                     lambda slot, trigger: self._run_slot(resources, slot, trigger),

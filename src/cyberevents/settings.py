@@ -70,6 +70,22 @@ class Settings(BaseSettings):
     )
     agent_token: SecretStr | None = Field(default=None, description="Bearer token sent to the agent")
     agent_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one agent request")
+    agent_max_retries: int = Field(
+        default=3, ge=0, le=100, description="Retries of a transient agent failure within one delivery"
+    )
+    agent_retry_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="First retry backoff; doubles each retry, with jitter, up to 30 s"
+    )
+    agent_circuit_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long dispatch pauses when most agent calls fail"
+    )
+    agent_tls_verify: bool = Field(default=True, description="Verify HTTPS agents' certificates")
+    max_attempts: int = Field(
+        default=5, ge=1, le=1000, description="Deliveries an event gets before it is dead-lettered"
+    )
+    retention_days: float = Field(
+        default=30.0, ge=0, description="Prune analysed events and ledger rows older than this; 0 keeps everything"
+    )
     dispatch_workers: int = Field(default=10, ge=1, le=10_000, description="Agent requests in flight")
     lease_seconds: float = Field(
         default=300.0, gt=0, description="How long a claimed event stays reserved for the process that claimed it"

@@ -44,7 +44,8 @@ def test_run_once_json_is_the_only_stdout_and_exit_0(database_url: URL) -> None:
     result = cli("run-once", "--json", env={"DATABASE_URL": by_host_name(database_url), "GENERATOR_SEED": "7"})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"cycle_id", "seed", "outcome", "kinds", "dispatch_seconds", "total_seconds"}
+    assert set(report) == {"cycle_id", "seed", "outcome", "kinds", "redelivered", "dispatch_seconds", "total_seconds"}
+    assert report["redelivered"] == {"total": 0, "analysed": 0, "failed": 0}
     assert report["outcome"] == "succeeded"
     assert {kind: counts["total"] for kind, counts in report["kinds"].items()} == {
         "login": 63,
@@ -85,14 +86,19 @@ def test_json_logs_for_log_shippers(database_url: URL) -> None:
 
 
 def test_run_once_exits_1_when_events_fail_and_records_them(database_url: URL) -> None:
-    env = {"DATABASE_URL": by_host_name(database_url), "AGENT_URL": "http://127.0.0.1:9/analyse"}
+    env = {
+        "DATABASE_URL": by_host_name(database_url),
+        "AGENT_URL": "http://127.0.0.1:9/analyse",
+        "AGENT_RETRY_BACKOFF_SECONDS": "0.01",
+    }
     result = cli("run-once", "--json", "--login", "2", "--firewall", "2", "--patch", "2", env=env)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["outcome"] == "failed"
     assert sum(counts["failed"] for counts in report["kinds"].values()) == 6
     check = cli("check-db", env={"DATABASE_URL": env["DATABASE_URL"]})
-    assert "login              0         0         2         2" in check.stdout
+    [login] = [line.split() for line in check.stdout.splitlines() if line.strip().startswith("login ")]
+    assert login == ["login", "0", "0", "2", "0", "2"]  # pending, analysed, failed, dead-lettered, total
 
 
 def test_run_once_exits_2_on_database_errors() -> None:
