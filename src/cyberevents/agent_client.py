@@ -59,6 +59,19 @@ def retry_after_seconds(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, refused as soon as it grows past MAX_RESPONSE_BYTES."""
+    too_large = AgentError(f"agent response larger than {MAX_RESPONSE_BYTES} bytes", transient=False)
+    if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise too_large
+    return bytes(body)
+
+
 def _backoff(exc: Exception) -> bool | float:
     """stamina's hook: retry transient failures, after the agent's Retry-After when it gave one."""
     if not isinstance(exc, AgentError) or not exc.transient:
@@ -130,9 +143,7 @@ class AgentClient:
         headers = self._headers | {IDEMPOTENCY_HEADER: str(delivery.uid)}
         try:
             async with self._session.post(self.url, data=delivery.body, headers=headers) as response:
-                body = await response.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise AgentError(f"agent response larger than {MAX_RESPONSE_BYTES} bytes", transient=False)
+                body = await _read_capped(response)
                 if response.status != 200:
                     snippet = body[:200].decode(errors="replace").strip().replace("\n", " ")
                     raise AgentError(
