@@ -42,13 +42,15 @@ class RecordingAgent:
 
 
 @asynccontextmanager
-async def recording_agent(latency: float = 0.0, respond: Responder = good_verdict) -> AsyncIterator[RecordingAgent]:
+async def recording_agent(
+    latency: float = 0.0, respond: Responder = good_verdict, port: int = 0
+) -> AsyncIterator[RecordingAgent]:
     agent = RecordingAgent(latency=latency, respond=respond)
     app = web.Application()
     app.router.add_post("/analyse", agent.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     agent.url = f"http://127.0.0.1:{runner.addresses[0][1]}/analyse"
     try:

@@ -51,6 +51,7 @@ class CircuitBreaker:
             self._probing = True
             self._settled.clear()
             log.info("Agent circuit half-open: sending one probe")
+            return True
         return True
 
     def record(self, transient_failure: bool, error: str | None = None) -> None:
