@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cyberevents import migrations
 from cyberevents.db import import_pgserver, open_engine
 from cyberevents.eventloop import ThreadFreeEventLoop, run
+from cyberevents.logs import log_retries
 from cyberevents.resources import Resources, open_resources, pool_size_for
 from cyberevents.settings import Settings, to_asyncpg_url
 from tests.support import SETTING_NAMES, asyncpg_dsn
@@ -33,6 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, object]:
     """Tests run on the loop the service runs on."""
     return {"threadfree": ThreadFreeEventLoop}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _retries_logged_as_in_the_service() -> None:
+    log_retries()
 
 
 @pytest.fixture(scope="session")

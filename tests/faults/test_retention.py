@@ -16,7 +16,7 @@ from tests.conftest import MakeSettings, open_test_resources
 
 async def count(engine: AsyncEngine, model: type[object]) -> int:
     async with session_factory(engine)() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)  # type: ignore[arg-type]
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_old_analysed_events_and_ledger_rows_go_in_batches(

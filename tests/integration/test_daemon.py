@@ -205,6 +205,8 @@ async def test_health_endpoints_follow_the_database_and_never_restart_for_it(
             assert report["schedule"]["cron"] == "0 0 1 1 *"
             assert report["schedule"]["next_run"].endswith("+00:00")
             assert report["pending_backlog"] == 0
+            assert report["dead_lettered"] == 0
+            assert report["agent_circuit"] == {"state": "closed"}
             status, exposition = await get(f"{base}/metrics")
             assert status == 200
             families = {family.name: family for family in text_string_to_metric_families(exposition)}
@@ -216,7 +218,14 @@ async def test_health_endpoints_follow_the_database_and_never_restart_for_it(
                 "cyberevents_dispatch_in_flight",
                 "cyberevents_pending_events",
                 "cyberevents_last_success_timestamp_seconds",
+                "cyberevents_dead_lettered_events",
+                "cyberevents_agent_circuit_open",
             }
+            async with aiohttp.ClientSession() as http:  # nothing on the health server changes state
+                for path in ("/livez", "/readyz", "/status", "/metrics"):
+                    for method in ("POST", "PUT", "DELETE"):
+                        async with http.request(method, f"{base}{path}") as response:
+                            assert response.status == 405
             for path in ("/livez", "/readyz", "/status", "/metrics"):
                 _, text = await get(f"{base}{path}")
                 assert "tok-never-shown" not in str(text)
