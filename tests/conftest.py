@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from cyberevents.eventloop import ThreadFreeEventLoop, run
 from cyberevents.logs import log_retries
 from cyberevents.resources import Resources, open_resources, pool_size_for
 from cyberevents.settings import Settings, to_asyncpg_url
-from tests.support import SETTING_NAMES, asyncpg_dsn
+from tests.support import asyncpg_dsn, by_host_name, clean_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,19 +84,25 @@ def template_name(server_url: URL) -> Iterator[str]:
 @pytest.fixture
 async def database_url(server_url: URL, template_name: str) -> AsyncIterator[URL]:
     """A fresh database at the schema head, for this test alone."""
-    name = f"cyberevents_test_{uuid.uuid4().hex[:12]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield server_url.set(database=name)
-    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with _fresh_database(server_url, f'TEMPLATE "{template_name}"') as url:
+        yield url
 
 
 @pytest.fixture
 async def empty_database_url(server_url: URL) -> AsyncIterator[URL]:
     """A fresh database with no schema at all, for migration tests."""
-    name = f"cyberevents_empty_{uuid.uuid4().hex[:12]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
-    yield server_url.set(database=name)
-    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with _fresh_database(server_url) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _fresh_database(server_url: URL, options: str = "") -> AsyncIterator[URL]:
+    name = f"cyberevents_test_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}" {options}')
+    try:
+        yield server_url.set(database=name)
+    finally:
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -138,19 +145,35 @@ async def open_test_resources(settings: Settings) -> AsyncIterator[Resources]:
         yield resources
 
 
+@dataclass(frozen=True)
+class AgentProcess:
+    """`cyberevents agent` in its own process, with 100 ms latency and a bearer token."""
+
+    url: str
+    token: str = "s3cret"
+
+    def env(self, database_url: URL, **settings: str) -> dict[str, str]:
+        """The environment of a cyberevents process using this agent, both reached by host name."""
+        return clean_env(
+            DATABASE_URL=by_host_name(database_url),
+            AGENT_URL=self.url.replace("127.0.0.1", "localhost"),
+            AGENT_TOKEN=self.token,
+            **settings,
+        )
+
+
 @pytest.fixture
-def agent_process() -> Iterator[subprocess.Popen[str]]:
-    """`cyberevents agent` on a free loopback port, with 100 ms latency; its URL is its first stdout line."""
+def agent_process() -> Iterator[AgentProcess]:
+    """The agent prints its URL as its first line on stdout; it must stop cleanly on SIGTERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "100", "--token", "s3cret"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if k not in SETTING_NAMES},
+        env=clean_env(),
     )
     assert process.stdout is not None
-    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
-    yield process
+    yield AgentProcess(process.stdout.readline().strip())
     process.terminate()
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr

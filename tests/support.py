@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy.engine import URL
 
@@ -14,6 +15,20 @@ from cyberevents.settings import Settings
 
 # Settings a developer may have exported; every CLI test starts without them.
 SETTING_NAMES = tuple(name.upper() for name in Settings.model_fields)
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any cyberevents setting a developer may have exported, plus `settings`."""
+    return {key: value for key, value in os.environ.items() if key not in SETTING_NAMES} | settings
+
+
+def read_until(stream: IO[str], marker: str, on_line: Callable[[], None] = lambda: None) -> None:
+    """Read a child's output line by line until a line contains `marker`."""
+    for line in stream:
+        on_line()
+        if marker in line:
+            return
+    raise AssertionError(f"the process ended before printing {marker!r}")
 
 
 def asyncpg_dsn(url: URL) -> str:
@@ -32,8 +47,7 @@ def run_tool(
     *command: str, env: Mapping[str, str], cwd: str | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     """Run a command of this environment (cyberevents, alembic) with only `env` as settings."""
-    environment = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
-    environment.update(env)
+    environment = clean_env(**env)
     tool = str(Path(sys.executable).with_name(command[0])) if command[0] == "alembic" else command[0]
     return subprocess.run(
         [tool, *command[1:]],

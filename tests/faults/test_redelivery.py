@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,9 +20,9 @@ from cyberevents.eventloop import run
 from cyberevents.generator import Counts
 from cyberevents.models import Cycle, CycleOutcome, Event, EventStatus
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import AgentProcess, MakeSettings, open_test_resources
 from tests.faults.books import assert_balanced, books
-from tests.support import SETTING_NAMES, by_host_name, cli
+from tests.support import cli, read_until
 
 
 def refuse(request: dict[str, Any]) -> web.Response:
@@ -91,25 +90,14 @@ async def test_a_live_process_keeps_its_cycle_while_another_runs(
     assert_balanced(await books(engine), "two processes' cycles overlap")
 
 
-def test_kill_9_mid_cycle_is_recovered_once_the_leases_expire(
-    database_url: URL, agent_process: subprocess.Popen[str]
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
-        "DATABASE_URL": by_host_name(database_url),
-        "AGENT_URL": agent_process.url,  # type: ignore[attr-defined]
-        "AGENT_TOKEN": "s3cret",
-        "DISPATCH_WORKERS": "2",
-        "AGENT_TIMEOUT_SECONDS": "1",
-        "LEASE_SECONDS": "6",
-    }
+def test_kill_9_mid_cycle_is_recovered_once_the_leases_expire(database_url: URL, agent_process: AgentProcess) -> None:
+    env = agent_process.env(database_url, DISPATCH_WORKERS="2", AGENT_TIMEOUT_SECONDS="1", LEASE_SECONDS="6")
     victim = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run-once", "--login", "40", "--firewall", "0", "--patch", "0"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert victim.stderr is not None
-    for line in victim.stderr:
-        if "Stored 40 events" in line:
-            break
+    read_until(victim.stderr, "Stored 40 events")
     time.sleep(0.6)
     killed = time.monotonic()
     victim.send_signal(signal.SIGKILL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,32 +16,28 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from cyberevents.db import session_factory
 from cyberevents.eventloop import run
 from cyberevents.models import Cycle, CycleOutcome, Event, EventAnalysis, EventStatus
-from tests.support import SETTING_NAMES, by_host_name, cli, threads_of
+from tests.conftest import AgentProcess
+from tests.support import by_host_name, cli, read_until, threads_of
 
 
 def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled(
-    database_url: URL, agent_process: subprocess.Popen[str]
+    database_url: URL, agent_process: AgentProcess
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
-        "DATABASE_URL": by_host_name(database_url),
-        "AGENT_URL": agent_process.url.replace("127.0.0.1", "localhost"),  # type: ignore[attr-defined]
-        "AGENT_TOKEN": "s3cret",
-        "DISPATCH_WORKERS": "3",
-        "LOGIN_EVENTS": "30", "FIREWALL_EVENTS": "30", "PATCH_EVENTS": "30",
-        "SCHEDULE": "0 0 1 1 *",
-        "HEALTH_PORT": "0",
-        "SHUTDOWN_GRACE_SECONDS": "10",
-    }  # fmt: skip
+    env = agent_process.env(
+        database_url, DISPATCH_WORKERS="3", LOGIN_EVENTS="30", FIREWALL_EVENTS="30", PATCH_EVENTS="30",
+        SCHEDULE="0 0 1 1 *", HEALTH_PORT="0", SHUTDOWN_GRACE_SECONDS="10",
+    )  # fmt: skip
     daemon = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert daemon.stderr is not None
     samples: list[int] = []
-    for line in daemon.stderr:  # until the first events are on their way
+
+    def sample() -> None:
         if (threads := threads_of(daemon.pid)) is not None:
             samples.append(threads)
-        if "Stored 90 events" in line:
-            break
+
+    read_until(daemon.stderr, "Stored 90 events", sample)  # the first events are on their way
     time.sleep(1.0)  # 100 ms agent, 3 workers: about 30 of the 90 delivered
     samples.extend(t for t in [threads_of(daemon.pid)] if t is not None)
     signalled = time.monotonic()
@@ -95,22 +90,15 @@ def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
     assert "SCHEDULE_TZ='Mars/Olympus_Mons': not an IANA time zone" in result.stderr
 
 
-def test_run_once_handles_sigterm_the_same_way(database_url: URL, agent_process: subprocess.Popen[str]) -> None:
+def test_run_once_handles_sigterm_the_same_way(database_url: URL, agent_process: AgentProcess) -> None:
     """A CronJob's deadline: in-flight deliveries finish, the rest stays pending, exit 1 says so."""
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
-        "DATABASE_URL": by_host_name(database_url),
-        "AGENT_URL": agent_process.url,  # type: ignore[attr-defined]
-        "AGENT_TOKEN": "s3cret",
-        "DISPATCH_WORKERS": "2",
-    }
+    env = agent_process.env(database_url, DISPATCH_WORKERS="2")
     once = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", "40", "--firewall", "0", "--patch", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert once.stderr is not None
-    for line in once.stderr:
-        if "Stored 40 events" in line:
-            break
+    read_until(once.stderr, "Stored 40 events")
     time.sleep(0.5)
     once.send_signal(signal.SIGTERM)
     stdout, stderr = once.communicate(timeout=30)

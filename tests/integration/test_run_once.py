@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,18 +10,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.support import SETTING_NAMES, by_host_name, cli, threads_of
+from tests.conftest import AgentProcess
+from tests.support import by_host_name, cli, threads_of
 
 
-def test_one_os_thread_through_a_whole_cycle_with_host_names(
-    database_url: URL, agent_process: subprocess.Popen[str]
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES} | {
-        "DATABASE_URL": by_host_name(database_url),
-        "AGENT_URL": agent_process.url.replace("127.0.0.1", "localhost"),  # type: ignore[attr-defined]
-        "AGENT_TOKEN": "s3cret",
-        "DISPATCH_WORKERS": "5",
-    }
+def test_one_os_thread_through_a_whole_cycle_with_host_names(database_url: URL, agent_process: AgentProcess) -> None:
+    env = agent_process.env(database_url, DISPATCH_WORKERS="5")
     process = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", "15", "--firewall", "15",
          "--patch", "15"],
