@@ -119,8 +119,19 @@ class AgentClient:
             await self._session.close()
 
     async def analyse(self, delivery: Delivery) -> Answer:
-        """POST one event, retrying transient failures; the verdict, or AgentError carrying the attempts made."""
-        attempts = 0
+        """POST one event, retrying transient failures; the verdict, or AgentError carrying the attempts made.
+
+        The first attempt runs outside stamina: setting up a retry context costs more CPU than the request
+        itself, and nearly every request succeeds at once. A transient failure is then replayed as stamina's
+        first attempt, so that its backoff (or the agent's Retry-After) comes before the second request.
+        """
+        try:
+            return Answer(*await self._post(delivery), attempts=1)
+        except AgentError as exc:
+            if not exc.transient or self._attempts == 1:
+                raise
+            first_failure: AgentError | None = exc
+        attempts = 1
         try:
             async for attempt in stamina.retry_context(
                 on=_backoff,
@@ -131,6 +142,9 @@ class AgentClient:
                 wait_jitter=self._backoff_seconds,
             ):
                 with attempt:
+                    if first_failure is not None:
+                        failure, first_failure = first_failure, None
+                        raise failure
                     attempts += 1
                     verdict, raw = await self._post(delivery)
         except AgentError as exc:

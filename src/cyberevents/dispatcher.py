@@ -128,6 +128,7 @@ async def _finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
 @dataclass(frozen=True, slots=True)
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
+    writes: async_sessionmaker[AsyncSession]  # autocommit: each outcome is one statement, one transaction
     agent: AgentClient
     breaker: CircuitBreaker
     workers: int
@@ -231,25 +232,36 @@ class Dispatcher:
         return answer
 
     async def _record(self, delivery: Delivery, outcome: Answer | AgentError) -> EventStatus | None:
-        """Write the outcome in this task's own session, in one short transaction, retried through a database
-        outage; None if the database stayed away (the event stays pending and is delivered again later)."""
+        """Write the outcome in this task's own session, as one statement (one transaction), retried through a
+        database outage; None if the database stayed away (the event stays pending, delivered again later).
+
+        The first try runs outside stamina, whose set-up costs more CPU than the write; only a failed
+        connection brings the retry machinery in."""
+        try:
+            return await self._write(delivery, outcome)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
         try:
             async for attempt in stamina.retry_context(
                 on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
             ):
                 with attempt:
-                    async with self.sessions() as session, session.begin():
-                        if isinstance(outcome, AgentError):
-                            return await repository.record_failure(
-                                session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
-                            )
-                        await repository.record_analysis(
-                            session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
-                            outcome.verdict.summary, outcome.raw, outcome.attempts,
-                        )  # fmt: skip
-                        return EventStatus.ANALYSED
+                    return await self._write(delivery, outcome)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
             log.error("Event %d: could not record its outcome (%s); it stays pending", delivery.event_id, exc)
         return None
+
+    async def _write(self, delivery: Delivery, outcome: Answer | AgentError) -> EventStatus:
+        async with self.writes() as session:
+            if isinstance(outcome, AgentError):
+                return await repository.record_failure(
+                    session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
+                )
+            await repository.record_analysis(
+                session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
+                outcome.verdict.summary, outcome.raw, outcome.attempts,
+            )  # fmt: skip
+            return EventStatus.ANALYSED

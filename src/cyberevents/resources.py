@@ -19,7 +19,7 @@ from . import migrations
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
-from .db import session_factory
+from .db import autocommit_session_factory, session_factory
 from .dispatcher import Dispatcher
 from .metrics import Metrics
 from .settings import ConfigError, Settings
@@ -106,7 +106,7 @@ async def open_resources(
         sessions = session_factory(engine)
         breaker = CircuitBreaker(settings.agent_circuit_cooldown_seconds)
         dispatcher = Dispatcher(
-            sessions, agent, breaker, settings.dispatch_workers, process_owner(), settings.lease_seconds,
-            settings.max_attempts, metrics,
+            sessions, autocommit_session_factory(engine), agent, breaker, settings.dispatch_workers,
+            process_owner(), settings.lease_seconds, settings.max_attempts, metrics,
         )  # fmt: skip
         yield Resources(settings, engine, sessions, agent, dispatcher)

@@ -159,6 +159,7 @@ async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings)
             rows = (await session.scalars(select(EventAnalysis))).all()
     assert first is False
     assert [(row.severity.value, row.score) for row in rows] == [("medium", 42)]
+    assert rows[0].raw == {"severity": "medium", "score": 42, "summary": "looks odd", "model": "test"}
 
 
 async def test_the_embedded_reference_agent_analyses_a_default_cycle(make_settings: MakeSettings) -> None:
