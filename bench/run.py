@@ -1,14 +1,18 @@
-"""Latency-bound dispatch benchmark: run-once against the reference agent, compared with the ideal.
+"""Dispatch benchmarks: run-once against the reference agent, compared with what the machine can do.
 
-For N events, W workers and an agent of latency L, the dispatch cannot beat ceil(N / W) × L. Each case runs
-`cyberevents run-once` as its own process against a fresh database on the PostgreSQL at BENCH_DATABASE_URL
-(default: the machine's, postgresql://postgres@127.0.0.1:5432/test) and a `cyberevents agent` process with
-latency L, which reports the requests it saw in flight.
+For N events, W workers and an agent of latency L, the dispatch cannot beat ceil(N / W) × L. With L = 0 the
+bound is the machine: the same run measures the raw request rate of a bare aiohttp client against the same
+agent with W in flight, and the raw rate of single-row commits with W concurrent asyncpg connections, and
+reports cyberevents' rate as a fraction of the smaller. Each case runs `cyberevents run-once` as its own
+process against a fresh database on the PostgreSQL at BENCH_DATABASE_URL (default: the machine's,
+postgresql://postgres@127.0.0.1:5432/test) and a `cyberevents agent` process with latency L, which reports the
+requests it saw in flight.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -19,12 +23,15 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 
 from cyberevents.eventloop import run
 from cyberevents.settings import to_asyncpg_url
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+# The issue's targets: latency-bound at two scales, machine-bound at W=50, and memory from 1,000 to 100,000.
+DEFAULT_CASES = ["434,10,200", "10000,500,1000", "2000,50,0", "1000,50,0", "100000,50,0"]
 BENCH_DB = "cyberevents_bench"
 
 
@@ -41,6 +48,18 @@ class Result:
     dispatch_seconds: float
     peak_in_flight: int
     peak_rss_mib: float
+    raw_http: float | None = None
+    raw_db: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.case.events / self.dispatch_seconds
+
+    @property
+    def share_of_limit(self) -> float | None:
+        if self.raw_http is None or self.raw_db is None:
+            return None
+        return self.rate / min(self.raw_http, self.raw_db)
 
     @property
     def ideal(self) -> float:
@@ -59,6 +78,46 @@ async def _recreate(server: str) -> str:
     finally:
         await connection.close()
     return to_asyncpg_url(server).set(database=BENCH_DB).render_as_string(hide_password=False)
+
+
+RAW_REQUEST = json.dumps(
+    {"event_type": "firewall", "event_id": 1, "event": {"occurred_at": "2026-11-23T12:00:00+00:00",
+     "src_ip": "10.20.1.2", "src_port": 50000, "dst_ip": "10.30.1.2", "dst_port": 443, "protocol": "tcp",
+     "direction": "outbound", "action": "allow", "rule_name": "allow-443-tcp", "bytes": 1200}}
+).encode()  # fmt: skip
+
+
+async def raw_http_rate(url: str, workers: int, requests: int) -> float:
+    """Requests per second of a bare aiohttp client, `workers` in flight: the HTTP side's limit."""
+    connector = aiohttp.TCPConnector(limit=workers, resolver=aiohttp.ThreadedResolver())
+    async with aiohttp.ClientSession(connector=connector) as http:
+        slots = asyncio.Semaphore(workers)
+
+        async def one() -> None:
+            async with slots, http.post(url, data=RAW_REQUEST, headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+
+        started = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return requests / (time.monotonic() - started)
+
+
+async def raw_commit_rate(dsn: str, workers: int, commits: int) -> float:
+    """Single-row commits per second with `workers` concurrent asyncpg connections: the database's limit."""
+    pool = await asyncpg.create_pool(dsn, min_size=workers, max_size=workers)
+    try:
+        await pool.execute("CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, note text)")
+        slots = asyncio.Semaphore(workers)
+
+        async def one(n: int) -> None:
+            async with slots, pool.acquire() as connection, connection.transaction():
+                await connection.execute("INSERT INTO bench_commits (note) VALUES ($1)", str(n))
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(n) for n in range(commits)))
+        return commits / (time.monotonic() - started)
+    finally:
+        await pool.close()
 
 
 def _clean_env() -> dict[str, str]:
@@ -95,29 +154,47 @@ def run_case(case: Case, server: str) -> Result:
             report = json.load(stdout)
         with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
             stats = json.load(response)
+        raw_http = raw_db = None
+        if case.latency_ms == 0:  # the machine-bound case: measure the machine in the same run
+            raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
+            raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
     finally:
         agent.terminate()
         agent.communicate(timeout=10)
-    return Result(case, report["dispatch_seconds"], stats["peak_in_flight"], usage.ru_maxrss / 1024)
+    rss = usage.ru_maxrss / 1024
+    return Result(case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db)
 
 
 def table(results: list[Result]) -> str:
-    head = "| N | W | L (ms) | dispatch (s) | ideal (s) | ratio | events/s | agent peak in flight | peak RSS (MiB) |"
-    rows = [head, "|" + "---|" * 9]
+    head = (
+        "| N | W | L (ms) | dispatch (s) | ideal (s) | ratio | events/s | raw HTTP req/s | raw DB commits/s "
+        "| events/s ÷ min(raw) | agent peak in flight | peak RSS (MiB) |"
+    )
+    rows = [head, "|" + "---|" * 12]
     for r in results:
+        latency_bound = r.case.latency_ms > 0
         rows.append(
             f"| {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | {r.dispatch_seconds:.2f} | "
-            f"{r.ideal:.2f} | {r.ratio:.3f} | {r.case.events / r.dispatch_seconds:.0f} | {r.peak_in_flight} | "
+            f"{f'{r.ideal:.2f}' if latency_bound else '–'} | {f'{r.ratio:.3f}' if latency_bound else '–'} | "
+            f"{r.rate:.0f} | {_maybe(r.raw_http)} | {_maybe(r.raw_db)} | "
+            f"{'–' if r.share_of_limit is None else f'{r.share_of_limit:.2f}'} | {r.peak_in_flight} | "
             f"{r.peak_rss_mib:.0f} |"
         )
     return "\n".join(rows)
 
 
+def _maybe(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--case", action="append", metavar="N,W,L_MS", help="a case (default 434,10,200)")
+    parser.add_argument(
+        "--case", action="append", metavar="N,W,L_MS", help=f"a case (default: {' '.join(DEFAULT_CASES)})"
+    )
     args = parser.parse_args(argv)
-    cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in args.case or ["434,10,200"])]
+    chosen = args.case or DEFAULT_CASES
+    cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     results = []
     for case in cases:

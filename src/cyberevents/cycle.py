@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from . import repository
-from .dispatcher import Tally
+from .dispatcher import Tally, finish_even_if_cancelled
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
@@ -119,7 +119,7 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
             repository.KindStat(kind, t.total, t.analysed, t.failed, round(t.seconds, 3))
             for kind, t in tally.kinds.items()
         )
-        await asyncio.shield(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
+        await finish_even_if_cancelled(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
     await prune(resources.sessions, settings.retention_days)
     redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed)

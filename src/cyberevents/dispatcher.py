@@ -111,7 +111,7 @@ class Tally:
             listener(self)
 
 
-async def _finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
+async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
     """Run a short write to its end even when the caller is cancelled, then let the cancellation through.
 
     Unlike a bare `asyncio.shield`, the write is awaited before the cancellation propagates, so nothing is
@@ -167,7 +167,7 @@ class Dispatcher:
                             self._deliver(delivery, requests, writes, tally), name=f"deliver-event-{event.id}"
                         )
         finally:
-            await _finish_even_if_cancelled(self._release_leases())
+            await finish_even_if_cancelled(self._release_leases())
 
     def _may_continue(self, stop: asyncio.Event) -> bool:
         if self.breaker.state == "open":
@@ -210,7 +210,7 @@ class Dispatcher:
                 requests.release()
             try:
                 # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
-                status = await _finish_even_if_cancelled(self._record(delivery, outcome))
+                status = await finish_even_if_cancelled(self._record(delivery, outcome))
             finally:
                 writes.release()
             if self.metrics is not None and status is not None:
