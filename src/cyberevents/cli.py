@@ -1,7 +1,8 @@
 """Command line: parse, configure logging, enter the event loop once, and turn expected errors into one line.
 
 Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded;
-check-db: schema not at head); 2 configuration or database error; 130 interrupted.
+check-db: schema not at head); 2 configuration or database error; 3 run-once found another cycle running
+(another process holds the cycle lock); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
-from .cycle import CycleRequest, CycleResult, run_cycle
+from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
 from .db import describe, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cyberevents",
         description="Generate synthetic security events, store them in PostgreSQL, dispatch them to an agent.",
         epilog="Configuration comes from the environment and .env (see README). "
-        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error.",
+        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error, 3 another cycle is running.",
     )
     parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -273,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatabaseError) as exc:
         print(f"cyberevents: error: {exc}", file=sys.stderr)
         return 2
+    except CycleBusy as exc:
+        print(f"cyberevents: busy: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("cyberevents: interrupted", file=sys.stderr)
         return 130

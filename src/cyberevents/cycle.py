@@ -72,10 +72,31 @@ def _outcome(analysed: int, generated: int, stopped: bool) -> CycleOutcome:
     return CycleOutcome.PARTIAL if analysed else CycleOutcome.FAILED
 
 
+class CycleBusy(Exception):
+    """Another process is running a cycle (it holds the cycle lock); the message says which."""
+
+
 async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult | None:
-    """Run one whole cycle and record it in the ledger; None if its slot was already taken by another run."""
+    """Run one whole cycle and record it in the ledger; None if its slot was already taken by another run.
+
+    Raises CycleBusy when another process is running a cycle: replicas then help it instead (Dispatcher.help).
+    """
+    async with repository.cycle_lock(resources.engine) as free:
+        if not free:
+            async with resources.sessions() as session:
+                running = await repository.running_cycles(session)
+            which = f"cycle {running[0]}" if running else "a cycle"
+            raise CycleBusy(f"another process is running {which} (it holds the cycle lock); try again later")
+        return await _run_locked(resources, request)
+
+
+async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResult | None:
     started_at, clock = datetime.now(UTC), time.monotonic()
     settings = resources.settings
+    async with resources.sessions() as session, session.begin():
+        abandoned = await repository.close_abandoned_cycles(session)  # the lock was free: their owners are gone
+    for closed in abandoned:
+        log.warning("Cycle %d was abandoned by a process that stopped: closed as interrupted", closed)
     async with resources.sessions() as session, session.begin():
         cycle_id = await repository.next_cycle_id(session)
         base = settings.generator_seed if settings.generator_seed is not None else secrets.randbits(62)
@@ -97,8 +118,8 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
         async with deadline:
             await _redeliver(resources, cycle_id, request, backlog)
             dispatch_seconds = await _generate_and_dispatch(resources, cycle_id, seed, started_at, request, tally)
-        analysed = sum(kind.analysed for kind in tally.kinds.values())
-        outcome = _outcome(analysed, tally.total, request.stop.is_set())
+        counted = await _count(resources, cycle_id, tally)
+        outcome = _outcome(sum(k.analysed for k in counted), tally.total, request.stop.is_set())
         if outcome is CycleOutcome.INTERRUPTED:
             reason = "stopped by a shutdown signal; undelivered events stay pending"
     except TimeoutError:
@@ -115,10 +136,7 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
         raise
     finally:
         total_seconds = time.monotonic() - clock
-        kinds = tuple(
-            repository.KindStat(kind, t.total, t.analysed, t.failed, round(t.seconds, 3))
-            for kind, t in tally.kinds.items()
-        )
+        kinds = await finish_even_if_cancelled(_count(resources, cycle_id, tally))
         await finish_even_if_cancelled(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
     await prune(resources.sessions, settings.retention_days)
@@ -126,14 +144,24 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
     return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered)
 
 
+async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[repository.KindStat, ...]:
+    """Per-kind results from the database: replicas that helped delivered some of the events."""
+    try:
+        async with resources.sessions() as session:
+            counts = await repository.cycle_counts(session, cycle_id)
+    except Exception as exc:  # the database is what failed: the live tally is the best we know
+        log.warning("Cycle %d: counting from the database failed (%s); using this process's own counts", cycle_id, exc)
+        counts = {kind: (t.analysed, t.failed) for kind, t in tally.kinds.items()}
+    return tuple(
+        repository.KindStat(kind, t.total, counts[kind][0], counts[kind][1], round(t.seconds, 3))
+        for kind, t in tally.kinds.items()
+    )
+
+
 async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest, backlog: Tally) -> None:
     """First, earlier cycles' leftovers: close the cycles of dead processes, then deliver what they left."""
     settings = resources.settings
-    async with resources.sessions() as session, session.begin():
-        abandoned = await repository.close_abandoned_cycles(session, settings.lease_seconds)
-    for closed in abandoned:
-        log.warning("Cycle %d was abandoned by a process that stopped: closed as interrupted", closed)
-    await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, backlog=True)
+    await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, scope="backlog")
     if backlog.total:
         dead = sum(kind.dead_lettered for kind in backlog.kinds.values())
         log.info(
@@ -155,7 +183,16 @@ async def _generate_and_dispatch(
         tally.kinds[kind].total = generated[kind]
     clock = time.monotonic()
     await resources.dispatcher.dispatch(cycle_id, tally, request.stop)
+    while not request.stop.is_set() and await _helpers_at_work(resources, cycle_id):
+        await asyncio.sleep(0.2)  # replicas still hold some of this cycle's events; take over what they drop
+        await resources.dispatcher.dispatch(cycle_id, tally, request.stop)
     return time.monotonic() - clock
+
+
+async def _helpers_at_work(resources: Resources, cycle_id: int) -> bool:
+    async with resources.sessions() as session:
+        _, held_by_others = await repository.cycle_progress(session, cycle_id, resources.dispatcher.owner)
+    return held_by_others > 0
 
 
 async def _close(

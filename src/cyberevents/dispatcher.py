@@ -12,15 +12,16 @@ database connection only for its final write, so the pool can stay far smaller t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import stamina
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import repository
 from .agent_client import AgentClient, AgentError, Answer
@@ -32,6 +33,9 @@ from .protocol import Delivery, build_delivery
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Scope = Literal["own", "backlog", "shared"]
+# A replica helping another one's cycle looks for new work this often.
+HELP_POLL_SECONDS = 0.5
 # A verdict in hand is worth waiting for: its write is retried this long through a database outage.
 WRITE_RETRY_SECONDS = 60.0
 
@@ -139,22 +143,27 @@ class Dispatcher:
 
     @property
     def batch_size(self) -> int:
-        return min(max(self.workers, 50), 1000)
+        """Claim no more than the workers can start soon: what is claimed is unavailable to other replicas."""
+        return min(self.workers, 1000)
 
     async def dispatch(
-        self, cycle_id: int, tally: Tally, stop: asyncio.Event | None = None, backlog: bool = False
-    ) -> None:
-        """Deliver the cycle's pending events (or, with `backlog`, earlier cycles' leftovers) until none is left.
+        self, cycle_id: int, tally: Tally, stop: asyncio.Event | None = None, scope: Scope = "own"
+    ) -> int:
+        """Deliver pending events until none is left to claim; returns how many were claimed.
 
-        Once `stop` is set no new delivery starts; those in flight finish. Whatever is left stays pending,
-        its lease released so that the next cycle can take it at once.
+        `own`: the cycle's own events. `backlog`: earlier cycles' leftovers. `shared`: another replica's running
+        cycle, helped along (the tally then counts what this process took). Once `stop` is set no new delivery
+        starts; those in flight finish. Whatever is left stays pending, its lease released so that the next
+        cycle can take it at once.
         """
+        claimed_total = 0
         requests, writes = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
         stopping = stop or asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
-                while self._may_continue(stopping) and (claimed := await self._claim(cycle_id, backlog)):
-                    if backlog:
+                while self._may_continue(stopping) and (claimed := await self._claim(cycle_id, scope)):
+                    claimed_total += len(claimed)
+                    if scope != "own":  # the tally learns these totals as they come
                         for event in claimed:
                             tally.kinds[event.kind].total += 1
                     for event in claimed:
@@ -168,6 +177,33 @@ class Dispatcher:
                         )
         finally:
             await finish_even_if_cancelled(self._release_leases())
+        return claimed_total
+
+    async def help(self, engine: AsyncEngine, stop: asyncio.Event) -> Tally:
+        """Share the cycle another replica is running: deliver its pending events until it is closed.
+
+        If its owner dies (the cycle lock is free while the cycle is still running), keep delivering what it
+        left, its leases expiring one after another, then close it as interrupted.
+        """
+        tally = Tally.of({})
+        while not stop.is_set():
+            async with self.sessions() as session:
+                running = await repository.running_cycles(session)
+            if not running:
+                break
+            for cycle_id in running:
+                claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
+                async with self.sessions() as session:
+                    pending, _ = await repository.cycle_progress(session, cycle_id, self.owner)
+                if pending == 0 and claimed == 0:
+                    async with repository.cycle_lock(engine) as owner_gone:
+                        if owner_gone:
+                            async with self.sessions() as session, session.begin():
+                                await repository.close_abandoned_cycles(session, cycle_id)
+                            log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HELP_POLL_SECONDS)
+        return tally
 
     def _may_continue(self, stop: asyncio.Event) -> bool:
         if self.breaker.state == "open":
@@ -175,11 +211,11 @@ class Dispatcher:
             return False
         return not stop.is_set()
 
-    async def _claim(self, cycle_id: int, backlog: bool) -> list[repository.ClaimedEvent]:
+    async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
         async with self.sessions() as session, session.begin():
             return await repository.claim(
                 session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
-                backlog_max_attempts=self.max_attempts if backlog else None,
+                backlog_max_attempts=self.max_attempts if scope == "backlog" else None,
             )  # fmt: skip
 
     async def _release_leases(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import islice
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .generator import Detail, GeneratedEvent
 from .models import (
@@ -345,20 +346,21 @@ async def requeue(session: AsyncSession, kind: EventKind | None = None, ids: Seq
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def close_abandoned_cycles(session: AsyncSession, lease_seconds: float) -> list[int]:
-    """Close as interrupted the cycles left 'running' by a process that died: none of their leases is alive."""
+async def close_abandoned_cycles(session: AsyncSession, cycle_id: int | None = None) -> list[int]:
+    """Close as interrupted the 'running' cycles (or the one given) of processes that died.
+
+    Call it only while holding the cycle lock, or having just found it free: no live process runs a cycle then.
+    """
     rows = await session.scalars(
         text(
             """
             UPDATE cycles SET outcome = 'interrupted', finished_at = now(),
-                              reason = 'abandoned: the process running it stopped and its leases expired'
-            WHERE outcome = 'running' AND started_at < now() - make_interval(secs => :lease_seconds)
-              AND NOT EXISTS (SELECT 1 FROM events
-                              WHERE events.cycle_id = cycles.id AND events.lease_expires_at > now())
+                              reason = 'abandoned: the process running it stopped'
+            WHERE outcome = 'running' AND (CAST(:cycle_id AS bigint) IS NULL OR id = :cycle_id)
             RETURNING id
             """
         ),
-        {"lease_seconds": lease_seconds},
+        {"cycle_id": cycle_id},
     )
     return list(rows)
 
@@ -397,3 +399,62 @@ async def finish_cycle(
             .where(CycleStat.cycle_id == cycle_id, CycleStat.kind == stat.kind)
             .values(analysed=stat.analysed, failed=stat.failed, dispatch_seconds=stat.dispatch_seconds)
         )
+
+
+# --- sharing cycles between replicas --------------------------------------------------------------------------
+
+# A session-level advisory lock, held by the process running a cycle for as long as the cycle runs: it dies with
+# that process's connection, so a free lock with a 'running' cycle means the cycle's owner is gone.
+CYCLE_LOCK_KEY = 0x637962657276_02
+
+
+@asynccontextmanager
+async def cycle_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
+    """Try to take the cycle lock on a connection of its own, held while inside; yields whether it was free."""
+    async with engine.connect() as connection:
+        taken = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": CYCLE_LOCK_KEY}))
+        await connection.commit()
+        try:
+            yield taken
+        finally:
+            if taken:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CYCLE_LOCK_KEY})
+                await connection.commit()
+
+
+async def running_cycles(session: AsyncSession) -> list[int]:
+    return list((await session.scalars(select(Cycle.id).where(Cycle.outcome == CycleOutcome.RUNNING))).all())
+
+
+async def cycle_progress(session: AsyncSession, cycle_id: int, owner: str) -> tuple[int, int]:
+    """(events still pending, of which leased by other live processes) for one cycle."""
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT count(*) FILTER (WHERE status = 'pending'),
+                       count(*) FILTER (WHERE status = 'pending' AND lease_owner <> :owner
+                                              AND lease_expires_at > now())
+                FROM events WHERE cycle_id = :cycle_id
+                """
+            ),
+            {"cycle_id": cycle_id, "owner": owner},
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def cycle_counts(session: AsyncSession, cycle_id: int) -> dict[EventKind, tuple[int, int]]:
+    """(analysed, failed or dead-lettered) per kind of a cycle's events, whoever delivered them."""
+    rows = await session.execute(
+        select(Event.kind, Event.status, func.count())
+        .where(Event.cycle_id == cycle_id)
+        .group_by(Event.kind, Event.status)
+    )
+    counts = {kind: [0, 0] for kind in EventKind}
+    for kind, status, count in rows:
+        if status is EventStatus.ANALYSED:
+            counts[kind][0] += count
+        elif status in (EventStatus.FAILED, EventStatus.DEAD_LETTERED):
+            counts[kind][1] += count
+    return {kind: (analysed, failed) for kind, (analysed, failed) in counts.items()}

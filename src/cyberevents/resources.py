@@ -38,7 +38,7 @@ class Resources:
 
 def pool_size_for(workers: int) -> int:
     """Tasks hold a connection only for their final write: a few connections serve many workers."""
-    return min(workers, 10) + 2
+    return min(workers, 10) + 3  # + the claim loop, the cycle's bookkeeping and the cycle lock
 
 
 def process_owner() -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import repository
-from .cycle import CycleRequest, run_cycle
+from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import describe, open_engine
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
@@ -123,6 +123,11 @@ class Daemon:
         self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), request.tally)
         try:
             result = await run_cycle(resources, request)
+        except CycleBusy as busy:
+            log.info("%s: helping it instead", busy)
+            helped = await resources.dispatcher.help(resources.engine, self.state.stop)
+            log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
+            return
         except Exception:  # the cycle is recorded as failed; the daemon lives on for the next slot
             log.exception("Cycle failed")
             self.metrics.cycles.labels(CycleOutcome.FAILED.value).inc()

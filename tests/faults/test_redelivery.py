@@ -9,12 +9,13 @@ import sys
 import time
 from typing import Any
 
+import pytest
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cyberevents.cycle import CycleRequest, run_cycle
+from cyberevents.cycle import CycleBusy, CycleRequest, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.eventloop import run
 from cyberevents.generator import Counts
@@ -71,23 +72,25 @@ async def test_failed_events_are_redelivered_then_dead_lettered_then_requeued(
     assert_balanced(await books(engine), "dead letters requeued, agent back")
 
 
-async def test_a_live_process_keeps_its_cycle_while_another_runs(
+async def test_a_second_process_helps_the_running_cycle_instead_of_starting_its_own(
     make_settings: MakeSettings, engine: AsyncEngine
 ) -> None:
-    """Two processes' cycles at once: the second never takes the first one's events, even those not yet claimed."""
+    """One cycle at a time across processes; the others share its dispatch through the leased claims."""
     async with recording_agent(latency=0.2) as agent:
         settings = make_settings(agent_url=agent.url, dispatch_workers=2)
         async with open_test_resources(settings) as first, open_test_resources(settings) as second:
-            slow = asyncio.create_task(run_cycle(first, CycleRequest(Counts(20, 0, 0))))
-            await asyncio.sleep(0.5)  # the first is dispatching: some events leased, most not yet claimed
-            other = await run_cycle(second, CycleRequest(Counts(2, 0, 0)))
-            mine = await slow
-    assert other is not None
-    assert mine is not None
-    assert other.redelivered.total == 0
-    assert (mine.analysed, mine.outcome) == (20, CycleOutcome.SUCCEEDED)
-    assert len(agent.requests) == 22
-    assert_balanced(await books(engine), "two processes' cycles overlap")
+            owner = asyncio.create_task(run_cycle(first, CycleRequest(Counts(30, 0, 0))))
+            await asyncio.sleep(0.5)  # the first is dispatching
+            with pytest.raises(CycleBusy, match="another process is running cycle 1"):
+                await run_cycle(second, CycleRequest(Counts(2, 0, 0)))
+            helped = await second.dispatcher.help(second.engine, asyncio.Event())
+            result = await owner
+    assert result is not None
+    assert (result.analysed, result.outcome) == (30, CycleOutcome.SUCCEEDED)  # counted whoever delivered
+    assert 0 < helped.analysed < 30
+    assert agent.peak_in_flight == 4  # both processes' workers
+    assert len(agent.requests) == 30
+    assert_balanced(await books(engine), "a second process helps a running cycle")
 
 
 def test_kill_9_mid_cycle_is_recovered_once_the_leases_expire(database_url: URL, agent_process: AgentProcess) -> None:
@@ -104,13 +107,26 @@ def test_kill_9_mid_cycle_is_recovered_once_the_leases_expire(database_url: URL,
     victim.communicate(timeout=10)
     assert victim.returncode == -signal.SIGKILL
 
+    # The dead process no longer holds the cycle lock: its cycle is closed at once and what it had not claimed is
+    # delivered; what it had claimed stays untouched until its leases expire.
     early = cli("run-once", "--json", "--login", "0", "--firewall", "0", "--patch", "0", env=env)
     assert early.returncode == 0, early.stderr
-    assert '"redelivered": {"total": 0' in early.stdout  # the dead process's claims are still alive: hands off
+    assert "Cycle 1 was abandoned by a process that stopped: closed as interrupted" in early.stderr
+
+    async def still_claimed_by_the_dead() -> int:
+        engine = create_async_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return len(
+                    (await session.scalars(select(Event.id).where(Event.status == EventStatus.PENDING))).all()
+                )
+        finally:
+            await engine.dispose()
+
+    assert run(still_claimed_by_the_dead()) > 0
     time.sleep(max(0.0, killed + 6.5 - time.monotonic()))  # until the dead process's leases have expired
     late = cli("run-once", "--json", "--login", "0", "--firewall", "0", "--patch", "0", env=env)
     assert late.returncode == 0, late.stderr
-    assert "was abandoned by a process that stopped: closed as interrupted" in late.stderr
     assert '"redelivered": {"total": 0' not in late.stdout
 
     async def check() -> None:
