@@ -190,7 +190,9 @@ class Dispatcher:
             async with self.sessions() as session:
                 running = await repository.running_cycles(session)
             if not running:
-                break
+                async with repository.cycle_lock(engine) as nobody_running:
+                    if nobody_running:
+                        break  # else the owner has the lock but has not recorded its cycle yet
             for cycle_id in running:
                 claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
                 async with self.sessions() as session:

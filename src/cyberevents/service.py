@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -24,6 +25,9 @@ from .scheduler import Scheduler
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How often an idle replica looks for another replica's cycle to help.
+HELP_EVERY_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -86,6 +90,7 @@ class Daemon:
         self.metrics = Metrics()
         self.health_url: str | None = None
         self._counts = Counts(settings.login_events, settings.firewall_events, settings.patch_events)
+        self._working = asyncio.Lock()  # this process's own cycle, or its help to another's: one at a time
 
     async def run(self) -> None:
         settings, stop = self.settings, self.state.stop
@@ -116,17 +121,35 @@ class Daemon:
                 )  # fmt: skip
                 self.state.scheduler = scheduler
                 self.state.scheduler_task = tasks.create_task(scheduler.run(), name="scheduler")
+                tasks.create_task(self._help_between_cycles(resources), name="helper")
         log.info("Stopped")
 
+    async def _help_between_cycles(self, resources: Resources) -> None:
+        """Between its own cycles, a replica shares the dispatch of a cycle another replica is running."""
+        stop = self.state.stop
+        while not stop.is_set():
+            async with self._working:
+                await self._help(resources)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HELP_EVERY_SECONDS)
+
+    async def _help(self, resources: Resources) -> None:
+        helped = await resources.dispatcher.help(resources.engine, self.state.stop)
+        if helped.done:
+            log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
+
     async def _run_slot(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
+        async with self._working:
+            await self._run_cycle(resources, slot, trigger)
+
+    async def _run_cycle(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
         request = CycleRequest(self._counts, trigger, slot, self.settings.cycle_timeout(), self.state.stop)
         self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), request.tally)
         try:
             result = await run_cycle(resources, request)
         except CycleBusy as busy:
             log.info("%s: helping it instead", busy)
-            helped = await resources.dispatcher.help(resources.engine, self.state.stop)
-            log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
+            await self._help(resources)
             return
         except Exception:  # the cycle is recorded as failed; the daemon lives on for the next slot
             log.exception("Cycle failed")

@@ -117,9 +117,7 @@ def test_kill_9_mid_cycle_is_recovered_once_the_leases_expire(database_url: URL,
         engine = create_async_engine(database_url)
         try:
             async with session_factory(engine)() as session:
-                return len(
-                    (await session.scalars(select(Event.id).where(Event.status == EventStatus.PENDING))).all()
-                )
+                return len((await session.scalars(select(Event.id).where(Event.status == EventStatus.PENDING))).all())
         finally:
             await engine.dispose()
 
