@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import stamina
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import repository
 from .agent_client import AgentClient, AgentError, Answer
@@ -179,7 +179,7 @@ class Dispatcher:
             await finish_even_if_cancelled(self._release_leases())
         return claimed_total
 
-    async def help(self, engine: AsyncEngine, stop: asyncio.Event) -> Tally:
+    async def help(self, stop: asyncio.Event) -> Tally:
         """Share the cycle another replica is running: deliver its pending events until it is closed.
 
         If its owner dies (the cycle lock is free while the cycle is still running), keep delivering what it
@@ -190,19 +190,15 @@ class Dispatcher:
             async with self.sessions() as session:
                 running = await repository.running_cycles(session)
             if not running:
-                async with repository.cycle_lock(engine) as nobody_running:
-                    if nobody_running:
-                        break  # else the owner has the lock but has not recorded its cycle yet
+                break
             for cycle_id in running:
                 claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
-                async with self.sessions() as session:
+                async with self.sessions() as session, session.begin():
                     pending, _ = await repository.cycle_progress(session, cycle_id, self.owner)
-                if pending == 0 and claimed == 0:
-                    async with repository.cycle_lock(engine) as owner_gone:
-                        if owner_gone:
-                            async with self.sessions() as session, session.begin():
-                                await repository.close_abandoned_cycles(session, cycle_id)
-                            log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
+                    # Only looks at the lock: taking it, even briefly, could turn away a replica starting a cycle.
+                    if pending == 0 and claimed == 0 and not await repository.cycle_lock_held(session):
+                        await repository.close_abandoned_cycles(session, cycle_id)
+                        log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HELP_POLL_SECONDS)
         return tally

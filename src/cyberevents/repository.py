@@ -422,6 +422,22 @@ async def cycle_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
                 await connection.commit()
 
 
+async def cycle_lock_held(session: AsyncSession) -> bool:
+    """Whether some live process holds the cycle lock, seen in pg_locks without taking it."""
+    held = await session.scalar(
+        text(
+            """
+            SELECT EXISTS (SELECT 1 FROM pg_locks
+                           WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                             AND (classid::bigint << 32 | objid::bigint) = :key)
+            """
+        ),
+        {"key": CYCLE_LOCK_KEY},
+    )
+    return bool(held)
+
+
 async def running_cycles(session: AsyncSession) -> list[int]:
     return list((await session.scalars(select(Cycle.id).where(Cycle.outcome == CycleOutcome.RUNNING))).all())
 

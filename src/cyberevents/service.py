@@ -134,7 +134,7 @@ class Daemon:
                 await asyncio.wait_for(stop.wait(), HELP_EVERY_SECONDS)
 
     async def _help(self, resources: Resources) -> None:
-        helped = await resources.dispatcher.help(resources.engine, self.state.stop)
+        helped = await resources.dispatcher.help(self.state.stop)
         if helped.done:
             log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
 

@@ -83,7 +83,7 @@ async def test_a_second_process_helps_the_running_cycle_instead_of_starting_its_
             await asyncio.sleep(0.5)  # the first is dispatching
             with pytest.raises(CycleBusy, match="another process is running cycle 1"):
                 await run_cycle(second, CycleRequest(Counts(2, 0, 0)))
-            helped = await second.dispatcher.help(second.engine, asyncio.Event())
+            helped = await second.dispatcher.help(asyncio.Event())
             result = await owner
     assert result is not None
     assert (result.analysed, result.outcome) == (30, CycleOutcome.SUCCEEDED)  # counted whoever delivered
