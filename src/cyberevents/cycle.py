@@ -112,6 +112,7 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     )  # fmt: skip
     tally, backlog = request.tally, Tally.of({})
     outcome, reason = CycleOutcome.FAILED, None
+    counted: tuple[repository.KindStat, ...] | None = None
     timeout = request.timeout.total_seconds() if request.timeout is not None else None
     deadline = asyncio.timeout(timeout)
     try:
@@ -136,7 +137,9 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         raise
     finally:
         total_seconds = time.monotonic() - clock
-        kinds = await finish_even_if_cancelled(_count(resources, cycle_id, tally))
+        if counted is None:  # the cycle ended early: count what it did
+            counted = await finish_even_if_cancelled(_count(resources, cycle_id, tally))
+        kinds = counted
         await finish_even_if_cancelled(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
     await prune(resources.sessions, settings.retention_days)
