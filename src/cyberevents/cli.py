@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
 from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
-from .db import describe, open_engine, session_factory
+from .db import describe, driver_error, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
@@ -43,7 +43,7 @@ class DatabaseError(Exception):
 
 
 def _database_error(exc: BaseException, settings: Settings) -> DatabaseError:
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    cause = driver_error(exc)
     detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     return DatabaseError(f"database at {describe(settings.sqlalchemy_url)}: {detail}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .settings import ConfigError, Settings
@@ -71,6 +72,11 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def autocommit_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for single-statement writes: the statement is its own transaction, no BEGIN / COMMIT trips."""
     return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper: its message is the one worth showing."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 
 
 def describe(url: URL | None) -> str:

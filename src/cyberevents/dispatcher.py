@@ -157,7 +157,7 @@ class Dispatcher:
         cycle can take it at once.
         """
         claimed_total = 0
-        requests, writes = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
+        request_slots, write_slots = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
         stopping = stop or asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -167,13 +167,13 @@ class Dispatcher:
                         for event in claimed:
                             tally.kinds[event.kind].total += 1
                     for event in claimed:
-                        await requests.acquire()
+                        await request_slots.acquire()
                         if stopping.is_set() or not await self.breaker.admit():
-                            requests.release()
+                            request_slots.release()
                             break
                         delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
                         tasks.create_task(
-                            self._deliver(delivery, requests, writes, tally), name=f"deliver-event-{event.id}"
+                            self._deliver(delivery, request_slots, write_slots, tally), name=f"deliver-event-{event.id}"
                         )
         finally:
             await finish_even_if_cancelled(self._release_leases())
@@ -229,7 +229,7 @@ class Dispatcher:
             log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
     async def _deliver(
-        self, delivery: Delivery, requests: asyncio.Semaphore, writes: asyncio.Semaphore, tally: Tally
+        self, delivery: Delivery, request_slots: asyncio.Semaphore, write_slots: asyncio.Semaphore, tally: Tally
     ) -> None:
         """Runs holding a request slot (taken by the feeder); swaps it for a write slot once the agent answers."""
         tally.started(delivery.kind)
@@ -239,14 +239,14 @@ class Dispatcher:
                 asked = time.monotonic()
                 outcome = await self._ask(delivery)
                 answered = time.monotonic() - asked
-                await writes.acquire()
+                await write_slots.acquire()
             finally:
-                requests.release()
+                request_slots.release()
             try:
                 # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
                 status = await finish_even_if_cancelled(self._record(delivery, outcome))
             finally:
-                writes.release()
+                write_slots.release()
             if self.metrics is not None and status is not None:
                 self.metrics.observe_delivery(delivery.kind, answered, status is EventStatus.ANALYSED)
         finally:

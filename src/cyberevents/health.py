@@ -76,7 +76,8 @@ class DaemonState:
             self.beat = time.monotonic()
 
 
-def _circuit(breaker: CircuitBreaker | None) -> dict[str, Any]:
+def circuit_status(breaker: CircuitBreaker | None) -> dict[str, Any]:
+    """The agent circuit as /status shows it: why dispatch pauses, and for how long."""
     if breaker is None or breaker.state == "closed":
         return {"state": "closed"}
     return {"state": breaker.state, "reason": breaker.reason, "retry_in_seconds": round(breaker.reopens_in(), 1)}
@@ -142,7 +143,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
             "last_cycle": None,
             "pending_backlog": state.pending,
             "dead_lettered": state.dead_lettered,
-            "agent_circuit": _circuit(state.breaker),
+            "agent_circuit": circuit_status(state.breaker),
         }
         if running is not None:
             body["running_cycle"] = {

@@ -82,10 +82,6 @@ async def ran_since(session: AsyncSession, moment: datetime) -> bool:
     return found is not None
 
 
-async def pending_backlog(session: AsyncSession) -> int:
-    return await count_by_status(session, EventStatus.PENDING)
-
-
 def _batches(events: Iterable[GeneratedEvent], size: int) -> Iterator[list[GeneratedEvent]]:
     iterator = iter(events)
     while batch := list(islice(iterator, size)):

@@ -19,7 +19,7 @@ from . import migrations
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
-from .db import autocommit_session_factory, session_factory
+from .db import autocommit_session_factory, driver_error, session_factory
 from .dispatcher import Dispatcher
 from .metrics import Metrics
 from .settings import ConfigError, Settings
@@ -55,8 +55,7 @@ async def wait_for_database(engine: AsyncEngine, stop: asyncio.Event, location: 
                 await connection.execute(text("SELECT 1"))
             return True
         except (OSError, DBAPIError) as exc:
-            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-            log.warning("Waiting for the database at %s: %s (retrying in %gs)", location, cause, delay)
+            log.warning("Waiting for the database at %s: %s (retrying in %gs)", location, driver_error(exc), delay)
         try:
             await asyncio.wait_for(stop.wait(), delay)
             return False

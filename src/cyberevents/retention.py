@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .db import driver_error
+
 log = logging.getLogger(__name__)
 
 BATCH = 5_000
@@ -56,7 +58,7 @@ async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: 
                 if count < batch:
                     break
     except DBAPIError as exc:
-        log.warning("Retention: pruning stopped early (%s); it resumes after the next cycle", exc.orig or exc)
+        log.warning("Retention: pruning stopped early (%s); it resumes after the next cycle", driver_error(exc))
     if any(deleted):
         log.info("Retention: pruned %d analysed events and %d ledger rows older than %g days", *deleted, days)
     return deleted[0], deleted[1]

@@ -25,7 +25,6 @@ from sqlalchemy.exc import ArgumentError
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host", "port": "port"}
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2"}
 
 
 class ConfigError(Exception):
@@ -38,7 +37,7 @@ def to_asyncpg_url(raw: str) -> URL:
         url = make_url(raw.strip())
     except ArgumentError:
         raise ValueError("not a URL; expected postgresql://user:password@host:5432/dbname") from None
-    if url.drivername not in _SCHEMES:
+    if url.get_backend_name() not in ("postgres", "postgresql"):  # any driver suffix: asyncpg replaces it
         raise ValueError(f"scheme {url.drivername!r} is not PostgreSQL; use postgresql://")
     query: dict[str, str] = {}
     for key, value in url.query.items():

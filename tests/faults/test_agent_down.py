@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.generator import Counts
-from cyberevents.health import _circuit
+from cyberevents.health import circuit_status
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings, open_test_resources
 from tests.faults.books import assert_balanced, books
@@ -28,7 +28,7 @@ async def test_circuit_opens_while_the_agent_is_down_and_closes_when_it_is_back(
         assert down is not None
         breaker = resources.dispatcher.breaker
         assert breaker.state == "open"
-        status = _circuit(breaker)
+        status = circuit_status(breaker)
         assert status["state"] == "open"
         assert "deliveries failed: agent unreachable" in status["reason"]
         during = await books(engine)
