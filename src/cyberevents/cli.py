@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -261,8 +262,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Young-generation collections run after this many net container allocations instead of 700: a busy dispatch
+# allocates fast and frees nearly everything, and at the default the collector took a fifth of the CPU.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def quiet_collector() -> None:
+    """Keep the garbage collector off the dispatch's critical path (measured in bench/, see README).
+
+    `gc.freeze` moves everything imported so far out of the collector's sight, so full collections no longer
+    rescan the libraries; the higher young threshold makes the frequent collections rare. Cycles are still
+    collected, later.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_collector()
     handler: Handler = args.handler
     try:
         settings = load_settings()

@@ -159,9 +159,12 @@ class Dispatcher:
         claimed_total = 0
         request_slots, write_slots = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
         stopping = stop or asyncio.Event()
+        next_batch = self._claim_next(cycle_id, scope, stopping)
         try:
             async with asyncio.TaskGroup() as tasks:
-                while self._may_continue(stopping) and (claimed := await self._claim(cycle_id, scope)):
+                while next_batch is not None and (claimed := await next_batch):
+                    # The next batch is claimed while this one is fed, so that no request slot waits on a claim.
+                    next_batch = self._claim_next(cycle_id, scope, stopping)
                     claimed_total += len(claimed)
                     if scope != "own":  # the tally learns these totals as they come
                         for event in claimed:
@@ -176,7 +179,7 @@ class Dispatcher:
                             self._deliver(delivery, request_slots, write_slots, tally), name=f"deliver-event-{event.id}"
                         )
         finally:
-            await finish_even_if_cancelled(self._release_leases())
+            await finish_even_if_cancelled(self._release_leases(after=next_batch))
         return claimed_total
 
     async def help(self, stop: asyncio.Event) -> Tally:
@@ -203,11 +206,20 @@ class Dispatcher:
                 await asyncio.wait_for(stop.wait(), HELP_POLL_SECONDS)
         return tally
 
-    def _may_continue(self, stop: asyncio.Event) -> bool:
+    def _claim_next(
+        self, cycle_id: int, scope: Scope, stop: asyncio.Event
+    ) -> asyncio.Task[list[repository.ClaimedEvent]] | None:
+        """Start claiming the next batch, unless the dispatch is stopping or the agent's circuit is open.
+
+        The claim runs outside the task group, so that a database error reaches the caller as itself rather
+        than wrapped in an ExceptionGroup.
+        """
         if self.breaker.state == "open":
             log.warning("Agent circuit open (%s): undelivered events wait as pending", self.breaker.reason)
-            return False
-        return not stop.is_set()
+            return None
+        if stop.is_set():
+            return None
+        return asyncio.create_task(self._claim(cycle_id, scope), name=f"claim-{scope}-{cycle_id}")
 
     async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
         async with self.sessions() as session, session.begin():
@@ -216,7 +228,12 @@ class Dispatcher:
                 backlog_max_attempts=self.max_attempts if scope == "backlog" else None,
             )  # fmt: skip
 
-    async def _release_leases(self) -> None:
+    async def _release_leases(self, after: asyncio.Task[list[repository.ClaimedEvent]] | None) -> None:
+        """Give back what was claimed and not delivered, the batch claimed ahead included once it has landed."""
+        if after is not None:
+            await asyncio.wait([after])
+            if not after.cancelled():
+                after.exception()  # if it failed, so did the database: the claim that was awaited reported it
         try:
             async with self.sessions() as session, session.begin():
                 released = await repository.release_leases(session, self.owner)

@@ -366,11 +366,15 @@ async def count_by_status(session: AsyncSession, status: EventStatus) -> int:
 
 
 async def release_leases(session: AsyncSession, owner: str) -> int:
-    """Give back the claims `owner` holds on events still pending; returns how many."""
+    """Give back the claims `owner` still holds, once none of its deliveries is in flight; returns how many.
+
+    A delivery records its outcome and clears its lease, so what is left was claimed and never sent: the claim
+    is taken back from the event's delivery count, which MAX_ATTEMPTS limits.
+    """
     result = await session.execute(
         update(Event)
-        .where(Event.lease_owner == owner, Event.status == EventStatus.PENDING)
-        .values(lease_owner=None, lease_expires_at=None)
+        .where(Event.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, delivery_count=func.greatest(Event.delivery_count - 1, 0))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

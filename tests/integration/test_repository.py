@@ -90,3 +90,21 @@ async def test_reports_read_back_counts_and_cycles(engine: AsyncEngine) -> None:
         (EventKind.FIREWALL, 4),
         (EventKind.PATCH, 5),
     ]
+
+
+async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEngine) -> None:
+    """A claim never sent (claimed ahead, then the cycle stopped) must not use up one of MAX_ATTEMPTS."""
+    cycle_id = await store_cycle(engine, Counts(4, 0, 0))
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        claimed = await repository.claim(session, cycle_id, "me", limit=4, lease_seconds=300)
+        await repository.record_failure(session, claimed[0].id, "agent answered HTTP 400")  # sent: counts
+        assert await repository.claim(session, cycle_id, "other", limit=4, lease_seconds=300) == []
+    async with sessions() as session, session.begin():
+        assert await repository.release_leases(session, "me") == 3
+    async with sessions() as session:
+        rows = (await session.execute(select(Event.id, Event.delivery_count, Event.lease_owner))).all()
+    counts = {row.id: row.delivery_count for row in rows}
+    assert counts[claimed[0].id] == 1
+    assert [counts[event.id] for event in claimed[1:]] == [0, 0, 0]
+    assert {row.lease_owner for row in rows} == {None}
