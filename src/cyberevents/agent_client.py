@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 import stamina
@@ -41,7 +41,7 @@ class AgentError(Exception):
 @dataclass(frozen=True, slots=True)
 class Answer:
     verdict: Verdict
-    raw: dict[str, Any]
+    raw: str  # the response's JSON text, as received
     attempts: int
 
 
@@ -152,7 +152,7 @@ class AgentClient:
             raise
         return Answer(verdict, raw, attempts)
 
-    async def _post(self, delivery: Delivery) -> tuple[Verdict, dict[str, Any]]:
+    async def _post(self, delivery: Delivery) -> tuple[Verdict, str]:
         assert self._session is not None, "AgentClient used outside `async with`"
         headers = self._headers | {IDEMPOTENCY_HEADER: str(delivery.uid)}
         try:

@@ -6,11 +6,12 @@ Documented for agent authors in docs/agent-protocol.md.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
@@ -70,16 +71,33 @@ class InvalidVerdict(ValueError):
     """The agent answered, but not with a verdict this protocol accepts."""
 
 
-def parse_verdict(payload: bytes) -> tuple[Verdict, dict[str, Any]]:
-    """Validate a response body; returns the verdict and the whole JSON object to store as raw."""
+# `\u0000` escaped in a JSON string (an even run of backslashes before it is text, not an escape): PostgreSQL
+# stores no NUL character, in text or in jsonb.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_verdict(payload: bytes) -> tuple[Verdict, str]:
+    """Validate a response body; returns the verdict and the JSON text to store as raw.
+
+    The text is stored as received, not re-encoded, so it is refused here if PostgreSQL could not store it.
+    """
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = payload.decode()
+        raw = json.loads(text, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidVerdict(f"response is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidVerdict("response is not JSON this service accepts: nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidVerdict(f"response is a JSON {type(raw).__name__}, not an object")
+    if _NUL_ESCAPE.search(text):
+        raise InvalidVerdict("response contains a NUL character (\\u0000), which PostgreSQL cannot store")
     try:
-        return Verdict.model_validate(raw), raw
+        return Verdict.model_validate(raw), text
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}" for error in exc.errors())
         raise InvalidVerdict(f"response is not a valid verdict: {problems}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -299,16 +298,14 @@ async def record_analysis(
     severity: str,
     score: int,
     summary: str,
-    raw: dict[str, Any],
+    raw: str,
     attempts: int = 1,
 ) -> bool:
-    """Store a verdict and mark the event analysed in one statement, hence one transaction.
-
-    False when the event already had a verdict (a redelivery): the first one stays.
+    """Store a verdict (`raw`: the agent's JSON text) and mark the event analysed in one statement, hence one
+    transaction. False when the event already had a verdict (a redelivery): the first one stays.
     """
     driver = await _driver(session)
-    verdict = json.dumps(raw)
-    return bool(await driver.fetchval(_RECORD_ANALYSIS, event_id, severity, score, summary, verdict, attempts))
+    return bool(await driver.fetchval(_RECORD_ANALYSIS, event_id, severity, score, summary, raw, attempts))
 
 
 _RECORD_FAILURE = """

@@ -98,12 +98,18 @@ def negative(request: dict[str, Any]) -> web.Response:
     return web.json_response({"severity": "low", "score": -5, "summary": "?"})
 
 
+def nul_character(request: dict[str, Any]) -> web.Response:
+    # Valid JSON, but PostgreSQL stores no NUL in text or jsonb: it must fail as the agent's fault, not crash.
+    return web.json_response({"severity": "low", "score": 5, "summary": "a\u0000b"})
+
+
 async def test_permanent_failures_are_not_retried(make_settings: MakeSettings, engine: AsyncEngine) -> None:
     cases = {
         "HTTP 400": (bad_request, "agent answered HTTP 400"),
         "a body over 1 MiB": (huge, "agent response larger than 1048576 bytes"),
         "HTML": (html, "response is not JSON"),
         "a negative score": (negative, "score: Input should be greater than or equal to 0"),
+        "a NUL character": (nul_character, "NUL character"),
     }
     for name, (respond, error) in cases.items():
         async with recording_agent(respond=respond) as agent:
@@ -116,4 +122,4 @@ async def test_permanent_failures_are_not_retried(make_settings: MakeSettings, e
         assert {event.status for event in latest} == {EventStatus.FAILED}, name
         assert all(event.last_error and error in event.last_error for event in latest), name
         assert {event.attempts for event in latest} == {1}, name
-    assert_balanced(await books(engine), "agent answers 400 / 2 MiB / HTML / negative score")
+    assert_balanced(await books(engine), "agent answers 400 / 2 MiB / HTML / negative score / NUL")

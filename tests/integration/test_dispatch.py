@@ -154,7 +154,7 @@ async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings)
         async with sessions() as session, session.begin():
             event_id = await session.scalar(select(Event.id))
             assert event_id is not None
-            first = await repository.record_analysis(session, event_id, "critical", 99, "again", {})
+            first = await repository.record_analysis(session, event_id, "critical", 99, "again", "{}")
         async with sessions() as session:
             rows = (await session.scalars(select(EventAnalysis))).all()
     assert first is False

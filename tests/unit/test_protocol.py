@@ -31,7 +31,22 @@ def test_the_request_body_carries_the_event_and_nothing_else() -> None:
 def test_a_good_verdict_keeps_extra_fields_in_the_raw_json() -> None:
     verdict, raw = parse_verdict(b'{"severity": "high", "score": 70, "summary": "bad", "model": "x", "tags": [1]}')
     assert (verdict.severity, verdict.score, verdict.summary) == (Severity.HIGH, 70, "bad")
-    assert raw == {"severity": "high", "score": 70, "summary": "bad", "model": "x", "tags": [1]}
+    assert json.loads(raw) == {"severity": "high", "score": 70, "summary": "bad", "model": "x", "tags": [1]}
+
+
+def test_a_verdict_postgresql_cannot_store_is_refused_as_the_agents_fault() -> None:
+    good = b'{"severity": "low", "score": 5, "summary": %b}'
+    assert parse_verdict(good % rb'"a \\u0000 is text here"')[0].summary == "a \\u0000 is text here"
+    with pytest.raises(InvalidVerdict, match="NUL character"):
+        parse_verdict(good % rb'"a\u0000b"')
+    with pytest.raises(InvalidVerdict, match="NUL character"):
+        parse_verdict(good % rb'"a\\\u0000b"')  # an escaped backslash, then the escape
+    with pytest.raises(InvalidVerdict, match="NaN is not a JSON number"):
+        parse_verdict(b'{"severity": "low", "score": 5, "summary": "x", "confidence": NaN}')
+    with pytest.raises(InvalidVerdict, match="nested too deeply"):
+        parse_verdict(
+            b'{"severity": "low", "score": 5, "summary": "x", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        )
 
 
 @pytest.mark.parametrize(
