@@ -6,7 +6,8 @@ agent with W in flight, and the raw rate of single-row commits with W concurrent
 reports cyberevents' rate as a fraction of the smaller. Each case runs `cyberevents run-once` as its own
 process against a fresh database on the PostgreSQL at BENCH_DATABASE_URL (default: the machine's,
 postgresql://postgres@127.0.0.1:5432/test) and a `cyberevents agent` process with latency L, which reports the
-requests it saw in flight.
+requests it saw in flight. Each case runs `--repeat` times (run-once and the raw limits again each time) and the
+table shows medians: on a shared machine one run can be a quarter faster or slower than the next.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ class Result:
     peak_rss_mib: float
     raw_http: float | None = None
     raw_db: float | None = None
+    median_share: float | None = None  # set on a row of medians: the median of the runs' own ratios
 
     @property
     def rate(self) -> float:
@@ -57,6 +60,8 @@ class Result:
 
     @property
     def share_of_limit(self) -> float | None:
+        if self.median_share is not None:
+            return self.median_share
         if self.raw_http is None or self.raw_db is None:
             return None
         return self.rate / min(self.raw_http, self.raw_db)
@@ -165,6 +170,26 @@ def run_case(case: Case, server: str) -> Result:
     return Result(case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db)
 
 
+def median_of(runs: list[Result]) -> Result:
+    """One row for repeated runs: the median of each figure, the ratio to the raw limit as the median of each
+    run's own ratio (each run is compared with the machine as it was during that run), the highest RSS."""
+    ratios = [r.share_of_limit for r in runs if r.share_of_limit is not None]
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    return Result(
+        runs[0].case,
+        statistics.median(r.dispatch_seconds for r in runs),
+        max(r.peak_in_flight for r in runs),
+        max(r.peak_rss_mib for r in runs),
+        median([r.raw_http for r in runs]),
+        median([r.raw_db for r in runs]),
+        statistics.median(ratios) if ratios else None,
+    )
+
+
 def table(results: list[Result]) -> str:
     head = (
         "| N | W | L (ms) | dispatch (s) | ideal (s) | ratio | events/s | raw HTTP req/s | raw DB commits/s "
@@ -192,15 +217,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--case", action="append", metavar="N,W,L_MS", help=f"a case (default: {' '.join(DEFAULT_CASES)})"
     )
+    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per case, medians shown (default 3)")
     args = parser.parse_args(argv)
     chosen = args.case or DEFAULT_CASES
     cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     results = []
     for case in cases:
-        started = time.monotonic()
-        print(f"running N={case.events} W={case.workers} L={case.latency_ms:g} ms ...", file=sys.stderr, flush=True)
-        results.append(run_case(case, server))
-        print(f"  done in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+        runs = []
+        for attempt in range(1, args.repeat + 1):
+            started = time.monotonic()
+            label = f"N={case.events} W={case.workers} L={case.latency_ms:g} ms, run {attempt}/{args.repeat}"
+            print(f"running {label} ...", file=sys.stderr, flush=True)
+            runs.append(run_case(case, server))
+            print(f"  {_summary(runs[-1])} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
+        results.append(median_of(runs))
     print(table(results))
     return 0
+
+
+def _summary(result: Result) -> str:
+    if result.case.latency_ms > 0:
+        return f"dispatch {result.dispatch_seconds:.2f}s = {result.ratio:.3f} x ideal"
+    return (
+        f"{result.rate:.0f} events/s, raw HTTP {_maybe(result.raw_http)}/s, raw DB {_maybe(result.raw_db)}/s: "
+        f"{result.share_of_limit:.2f} of the smaller"
+    )
