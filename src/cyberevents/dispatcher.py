@@ -222,7 +222,7 @@ class Dispatcher:
         return asyncio.create_task(self._claim(cycle_id, scope), name=f"claim-{scope}-{cycle_id}")
 
     async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
-        async with self.sessions() as session, session.begin():
+        async with self.writes() as session:  # one statement: its own transaction
             return await repository.claim(
                 session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
                 backlog_max_attempts=self.max_attempts if scope == "backlog" else None,

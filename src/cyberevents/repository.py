@@ -213,22 +213,50 @@ class ClaimedEvent:
     detail: dict[str, Any]
 
 
+# Each detail column comes back labelled with its kind, e.g. `login__username`; an event has one kind's set.
+_DETAIL_COLUMNS = {
+    kind: [column.name for column in table.columns if column.name != "event_id"]
+    for kind, table in DETAIL_TABLES.items()
+}
 _CLAIM = """
-    UPDATE events SET lease_owner = :owner,
-                      lease_expires_at = now() + make_interval(secs => :lease_seconds),
-                      delivery_count = delivery_count + 1
-    WHERE id IN (
-        SELECT events.id FROM events
-        {scope}
-          AND (events.lease_expires_at IS NULL OR events.lease_expires_at < now())
-        ORDER BY events.id
-        LIMIT :limit
-        FOR UPDATE OF events SKIP LOCKED
+    WITH claimed AS (
+        UPDATE events SET lease_owner = :owner,
+                          lease_expires_at = now() + make_interval(secs => :lease_seconds),
+                          delivery_count = delivery_count + 1
+        WHERE id IN (
+            SELECT events.id FROM events
+            {scope}
+              AND (events.lease_expires_at IS NULL OR events.lease_expires_at < now())
+            ORDER BY events.id
+            LIMIT :limit
+            FOR UPDATE OF events SKIP LOCKED
+        )
+        RETURNING id, uid, kind, occurred_at
     )
-    RETURNING id, uid, kind, occurred_at
-"""
+    SELECT claimed.id, claimed.uid, claimed.kind, claimed.occurred_at, {columns}
+    FROM claimed {joins}
+    ORDER BY claimed.id
+""".format(
+    scope="{scope}",
+    columns=", ".join(
+        f'{DETAIL_TABLES[kind].name}.{name} AS "{kind.value}__{name}"' for kind, names in _DETAIL_COLUMNS.items()
+        for name in names
+    ),
+    joins=" ".join(
+        f"LEFT JOIN {table.name} ON {table.name}.event_id = claimed.id AND claimed.kind = '{kind.value}'"
+        for kind, table in DETAIL_TABLES.items()
+    ),
+)  # fmt: skip
+# The detail columns' own types convert the values as the ORM would (cvss a float, not a Decimal).
+_CLAIM_TYPES = {
+    f"{kind.value}__{name}": DETAIL_TABLES[kind].c[name].type
+    for kind, names in _DETAIL_COLUMNS.items()
+    for name in names
+}
 # A cycle's own new events.
-_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'"))
+_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'")).columns(
+    **_CLAIM_TYPES
+)
 # Earlier cycles' leftovers: pending or failed, under MAX_ATTEMPTS, of cycles no live process is running.
 _CLAIM_BACKLOG = text(
     _CLAIM.format(
@@ -236,7 +264,7 @@ _CLAIM_BACKLOG = text(
         WHERE events.cycle_id < :cycle_id AND cycles.outcome <> 'running'
           AND events.status IN ('pending', 'failed') AND events.delivery_count < :max_attempts"""
     )
-)
+).columns(**_CLAIM_TYPES)
 
 
 async def claim(
@@ -249,23 +277,21 @@ async def claim(
 ) -> list[ClaimedEvent]:
     """Lease up to `limit` events to `owner`, with their details, skipping what others hold.
 
-    The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles.
+    The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles. One
+    statement, so one round trip and, in an autocommit session, its own transaction: under load every round
+    trip waits its turn on a busy event loop.
     """
     params = {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
     if backlog_max_attempts is None:
-        claimed = (await session.execute(_CLAIM_OWN, params)).all()
+        rows = (await session.execute(_CLAIM_OWN, params)).mappings().all()
     else:
-        claimed = (await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})).all()
-    details: dict[int, dict[str, Any]] = {}
-    for kind in {EventKind(row.kind) for row in claimed}:
-        table = DETAIL_TABLES[kind]
-        ids = [row.id for row in claimed if row.kind == kind]
-        for detail in (await session.execute(select(table).where(table.c.event_id.in_(ids)))).mappings():
-            details[detail["event_id"]] = dict(detail)
-    return [
-        ClaimedEvent(row.id, row.uid, EventKind(row.kind), row.occurred_at, details[row.id])
-        for row in sorted(claimed, key=lambda row: row.id)
-    ]
+        rows = (await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})).mappings().all()
+    claimed = []
+    for row in rows:
+        kind = EventKind(row["kind"])
+        detail = {name: row[f"{kind.value}__{name}"] for name in _DETAIL_COLUMNS[kind]}
+        claimed.append(ClaimedEvent(row["id"], row["uid"], kind, row["occurred_at"], detail))
+    return claimed
 
 
 async def _driver(session: AsyncSession) -> Any:

@@ -87,6 +87,14 @@ async def test_token_and_idempotency_key_reach_the_agent_and_ground_truth_never_
         assert set(body["event"]) == expected
         text = json.dumps(body)
         assert all(scenario not in text for scenario in truth if scenario != "benign")
+        # JSON types as documented: numbers as numbers (not the text of a Decimal), flags as booleans
+        fields = body["event"]
+        if kind is EventKind.PATCH:
+            assert isinstance(fields["cvss"], float) and 0.0 <= fields["cvss"] <= 10.0
+        elif kind is EventKind.FIREWALL:
+            assert all(type(fields[name]) is int for name in ("src_port", "dst_port", "bytes"))
+        else:
+            assert type(fields["privileged"]) is bool and type(fields["success"]) is bool
 
 
 def html_error(request: dict[str, Any]) -> web.Response:
