@@ -391,8 +391,9 @@ async def count_by_status(session: AsyncSession, status: EventStatus) -> int:
 async def release_leases(session: AsyncSession, owner: str) -> int:
     """Give back the claims `owner` still holds, once none of its deliveries is in flight; returns how many.
 
-    A delivery records its outcome and clears its lease, so what is left was claimed and never sent: the claim
-    is taken back from the event's delivery count, which MAX_ATTEMPTS limits.
+    A delivery records its outcome and clears its lease, so what is left was claimed and never sent (or had no
+    outcome recorded, the database being away): the claim is taken back from the event's delivery count, which
+    MAX_ATTEMPTS limits.
     """
     result = await session.execute(
         update(Event)
