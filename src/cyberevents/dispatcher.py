@@ -132,7 +132,7 @@ async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
 @dataclass(frozen=True, slots=True)
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
-    writes: async_sessionmaker[AsyncSession]  # autocommit: each outcome is one statement, one transaction
+    writes: async_sessionmaker[AsyncSession]  # autocommit: a claim or an outcome is one statement, one transaction
     agent: AgentClient
     breaker: CircuitBreaker
     workers: int
