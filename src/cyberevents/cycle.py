@@ -162,7 +162,7 @@ async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[rep
 
 
 async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest, backlog: Tally) -> None:
-    """First, earlier cycles' leftovers: close the cycles of dead processes, then deliver what they left."""
+    """First, earlier cycles' leftovers: what they, or a process that died, left undelivered."""
     settings = resources.settings
     await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, scope="backlog")
     if backlog.total:
