@@ -64,7 +64,9 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     too_large = AgentError(f"agent response larger than {MAX_RESPONSE_BYTES} bytes", transient=False)
     if (response.content_length or 0) > MAX_RESPONSE_BYTES:
         raise too_large
-    body = bytearray()
+    if response.content_length is not None and "Content-Encoding" not in response.headers:
+        return await response.read()  # no more than the length announced, as sent: one read, no loop
+    body = bytearray()  # chunked, or compressed: only its inflated size counts
     async for chunk in response.content.iter_chunked(1 << 16):
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES:

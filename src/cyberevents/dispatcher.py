@@ -6,7 +6,8 @@ A task gives its request slot back as soon as the agent has answered, so the nex
 verdict is being written; writes have `workers` slots of their own, and a task takes one before it lets its
 request slot go, so a slow database holds the feeder back instead of piling up verdicts. At most
 2 × `workers` tasks and one batch are held in memory, whatever the size of the cycle. A task holds a
-database connection only for its final write, so the pool can stay far smaller than `workers`.
+database connection only for its final write, one round trip, so a few connections serve any number of
+workers: writers queue for them on a semaphore, far cheaper than queueing in the pool itself.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ Scope = Literal["own", "backlog", "shared"]
 HELP_POLL_SECONDS = 0.5
 # A verdict in hand is worth waiting for: its write is retried this long through a database outage.
 WRITE_RETRY_SECONDS = 60.0
+
+
+def write_connections_for(workers: int) -> int:
+    """Connections the verdict writes share. Each is held for one round trip: ten keep up with any `workers`."""
+    return min(workers, 10)
 
 
 def database_unavailable(exc: Exception) -> bool:
@@ -130,6 +136,21 @@ async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
 
 
 @dataclass(frozen=True, slots=True)
+class Slots:
+    """What a delivery waits for, in order: an agent request, a place among pending writes, a connection."""
+
+    requests: asyncio.Semaphore
+    writes: asyncio.Semaphore
+    connections: asyncio.Semaphore
+
+    @classmethod
+    def for_workers(cls, workers: int) -> Slots:
+        return cls(
+            asyncio.Semaphore(workers), asyncio.Semaphore(workers), asyncio.Semaphore(write_connections_for(workers))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Dispatcher:
     sessions: async_sessionmaker[AsyncSession]
     writes: async_sessionmaker[AsyncSession]  # autocommit: a claim or an outcome is one statement, one transaction
@@ -157,7 +178,7 @@ class Dispatcher:
         cycle can take it at once.
         """
         claimed_total = 0
-        request_slots, write_slots = asyncio.Semaphore(self.workers), asyncio.Semaphore(self.workers)
+        slots = Slots.for_workers(self.workers)
         stopping = stop or asyncio.Event()
         next_batch = self._claim_next(cycle_id, scope, stopping)
         try:
@@ -170,14 +191,12 @@ class Dispatcher:
                         for event in claimed:
                             tally.kinds[event.kind].total += 1
                     for event in claimed:
-                        await request_slots.acquire()
+                        await slots.requests.acquire()
                         if stopping.is_set() or not await self.breaker.admit():
-                            request_slots.release()
+                            slots.requests.release()
                             break
                         delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
-                        tasks.create_task(
-                            self._deliver(delivery, request_slots, write_slots, tally), name=f"deliver-event-{event.id}"
-                        )
+                        tasks.create_task(self._deliver(delivery, slots, tally), name=f"deliver-event-{event.id}")
         finally:
             await finish_even_if_cancelled(self._release_leases(after=next_batch))
         return claimed_total
@@ -245,9 +264,7 @@ class Dispatcher:
         if released:
             log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
-    async def _deliver(
-        self, delivery: Delivery, request_slots: asyncio.Semaphore, write_slots: asyncio.Semaphore, tally: Tally
-    ) -> None:
+    async def _deliver(self, delivery: Delivery, slots: Slots, tally: Tally) -> None:
         """Runs holding a request slot (taken by the feeder); swaps it for a write slot once the agent answers."""
         tally.started(delivery.kind)
         status: EventStatus | None = None
@@ -256,14 +273,14 @@ class Dispatcher:
                 asked = time.monotonic()
                 outcome = await self._ask(delivery)
                 answered = time.monotonic() - asked
-                await write_slots.acquire()
+                await slots.writes.acquire()
             finally:
-                request_slots.release()
+                slots.requests.release()
             try:
                 # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
-                status = await finish_even_if_cancelled(self._record(delivery, outcome))
+                status = await finish_even_if_cancelled(self._record(delivery, outcome, slots.connections))
             finally:
-                write_slots.release()
+                slots.writes.release()
             if self.metrics is not None and status is not None:
                 self.metrics.observe_delivery(delivery.kind, answered, status is EventStatus.ANALYSED)
         finally:
@@ -282,14 +299,16 @@ class Dispatcher:
         log.debug("Event %d analysed: severity=%s, score=%d", delivery.event_id, verdict.severity.value, verdict.score)
         return answer
 
-    async def _record(self, delivery: Delivery, outcome: Answer | AgentError) -> EventStatus | None:
+    async def _record(
+        self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
+    ) -> EventStatus | None:
         """Write the outcome in this task's own session, as one statement (one transaction), retried through a
         database outage; None if the database stayed away (the event stays pending, delivered again later).
 
         The first try runs outside stamina, whose set-up costs more CPU than the write; only a failed
         connection brings the retry machinery in."""
         try:
-            return await self._write(delivery, outcome)
+            return await self._write(delivery, outcome, connections)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -298,15 +317,17 @@ class Dispatcher:
                 on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
             ):
                 with attempt:
-                    return await self._write(delivery, outcome)
+                    return await self._write(delivery, outcome, connections)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
             log.error("Event %d: could not record its outcome (%s); it stays pending", delivery.event_id, exc)
         return None
 
-    async def _write(self, delivery: Delivery, outcome: Answer | AgentError) -> EventStatus:
-        async with self.writes() as session:
+    async def _write(
+        self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
+    ) -> EventStatus:
+        async with connections, self.writes() as session:
             if isinstance(outcome, AgentError):
                 return await repository.record_failure(
                     session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts

@@ -80,6 +80,10 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Built once: json.loads with an option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def parse_verdict(payload: bytes) -> tuple[Verdict, str]:
     """Validate a response body; returns the verdict and the JSON text to store as raw.
 
@@ -87,7 +91,7 @@ def parse_verdict(payload: bytes) -> tuple[Verdict, str]:
     """
     try:
         text = payload.decode()
-        raw = json.loads(text, parse_constant=_no_constant)
+        raw = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidVerdict(f"response is not JSON: {exc}") from None
     except RecursionError:

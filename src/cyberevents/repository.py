@@ -298,10 +298,12 @@ async def _driver(session: AsyncSession) -> Any:
     """The asyncpg connection under the session's own connection, for the hot-path writes.
 
     SQLAlchemy's statement machinery costs more CPU per event than the statement itself; the session still
-    owns the connection, its pool checkout and its return.
+    owns the connection, its pool checkout and its return. The connection is read off the sync one the session
+    has just checked out, sparing `get_raw_connection`'s greenlet switch (about 40 µs an event here).
     """
-    connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+    connection = (await session.connection()).sync_connection
+    assert connection is not None, "a connection the session has just started"
+    return connection.connection.driver_connection
 
 
 _RECORD_ANALYSIS = """

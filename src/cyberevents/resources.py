@@ -20,7 +20,7 @@ from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
 from .db import autocommit_session_factory, driver_error, session_factory
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, write_connections_for
 from .metrics import Metrics
 from .settings import ConfigError, Settings
 
@@ -37,8 +37,8 @@ class Resources:
 
 
 def pool_size_for(workers: int) -> int:
-    """Tasks hold a connection only for their final write: a few connections serve many workers."""
-    return min(workers, 10) + 3  # + the claim loop, the cycle's bookkeeping and the cycle lock
+    """The verdict writes' connections, and three more: the claims, the cycle's bookkeeping, the cycle lock."""
+    return write_connections_for(workers) + 3
 
 
 def process_owner() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -90,6 +92,18 @@ def huge(request: dict[str, Any]) -> web.Response:
     return web.json_response({"severity": "low", "score": 1, "summary": "x" * (2 << 20)})
 
 
+def huge_inflated(request: dict[str, Any]) -> web.Response:
+    body = json.dumps({"severity": "low", "score": 1, "summary": "x" * (2 << 20)}).encode()
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    return web.Response(body=gzip.compress(body), headers=headers)  # 6 KiB sent, 2 MiB once inflated
+
+
+def huge_chunked(request: dict[str, Any]) -> web.Response:
+    response = huge(request)
+    response.enable_chunked_encoding()  # no Content-Length to refuse it by
+    return response
+
+
 def html(request: dict[str, Any]) -> web.Response:
     return web.Response(text="<html><body>Welcome to nginx!</body></html>", content_type="text/html")
 
@@ -107,6 +121,8 @@ async def test_permanent_failures_are_not_retried(make_settings: MakeSettings, e
     cases = {
         "HTTP 400": (bad_request, "agent answered HTTP 400"),
         "a body over 1 MiB": (huge, "agent response larger than 1048576 bytes"),
+        "a gzip body inflating past 1 MiB": (huge_inflated, "agent response larger than 1048576 bytes"),
+        "a chunked body over 1 MiB": (huge_chunked, "agent response larger than 1048576 bytes"),
         "HTML": (html, "response is not JSON"),
         "a negative score": (negative, "score: Input should be greater than or equal to 0"),
         "a NUL character": (nul_character, "NUL character"),
@@ -122,4 +138,6 @@ async def test_permanent_failures_are_not_retried(make_settings: MakeSettings, e
         assert {event.status for event in latest} == {EventStatus.FAILED}, name
         assert all(event.last_error and error in event.last_error for event in latest), name
         assert {event.attempts for event in latest} == {1}, name
-    assert_balanced(await books(engine), "agent answers 400 / 2 MiB / HTML / negative score / NUL")
+    assert_balanced(
+        await books(engine), "agent answers 400 / 2 MiB (plain, gzip, chunked) / HTML / negative score / NUL"
+    )
