@@ -327,13 +327,19 @@ class Dispatcher:
     async def _write(
         self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
     ) -> EventStatus:
-        async with connections, self.writes() as session:
-            if isinstance(outcome, AgentError):
-                return await repository.record_failure(
-                    session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
-                )
-            await repository.record_analysis(
-                session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
-                outcome.verdict.summary, outcome.raw, outcome.attempts,
-            )  # fmt: skip
-            return EventStatus.ANALYSED
+        async with connections:
+            # Closed by hand: `async with session` closes it in a shielded task of its own, a cost on every event
+            # that buys nothing here, where the write already runs to its end (finish_even_if_cancelled).
+            session = self.writes()
+            try:
+                if isinstance(outcome, AgentError):
+                    return await repository.record_failure(
+                        session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
+                    )
+                await repository.record_analysis(
+                    session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
+                    outcome.verdict.summary, outcome.raw, outcome.attempts,
+                )  # fmt: skip
+                return EventStatus.ANALYSED
+            finally:
+                await session.close()
