@@ -1,0 +1,104 @@
+"""The deployment files and the docs name only real settings, with valid values, and the docs list every one.
+
+A misspelt variable in compose or a manifest is silently ignored by the program (the environment holds many
+other things), so it is caught here instead: each one must be a Settings field, and together they must load.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cyberevents.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = {name.upper() for name in Settings.model_fields}
+# Variables the image sets for Python itself, not for cyberevents.
+PYTHON_RUNTIME = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+
+
+def load(variables: dict[str, str]) -> Settings:
+    """Settings from these variables alone, validated as at start-up (a bad value raises ConfigError)."""
+    unknown = set(variables) - SETTINGS
+    assert not unknown, f"not cyberevents settings: {sorted(unknown)}"
+    return load_settings(**{name.lower(): value for name, value in variables.items()})
+
+
+def compose_value(value: object) -> str:
+    """A compose value with its `${NAME:-default}` interpolations replaced by their defaults."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+
+
+def seconds(duration: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(s|m)", duration).groups()  # type: ignore[union-attr]
+    return int(number) * (60 if unit == "m" else 1)
+
+
+def test_readme_configuration_table_lists_every_setting_once() -> None:
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", section, re.MULTILINE)
+    assert sorted(documented) == sorted(SETTINGS)
+
+
+def test_env_example_lists_every_setting_once_with_its_default() -> None:
+    entries = re.findall(r"^# ([A-Z_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert sorted(name for name, _ in entries) == sorted(SETTINGS)
+    given = {name: value for name, value in entries if value}
+    settings = load(given)
+    for name, value in given.items():
+        field = Settings.model_fields[name.lower()]
+        if field.default is not None and field.default_factory is None:  # the rest show examples, not defaults
+            assert getattr(settings, name.lower()) == field.default, f"{name}={value} is not its default"
+
+
+def test_compose_sets_only_real_settings_and_wires_health_and_shutdown() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    ours = {name: service for name, service in services.items() if service.get("image", "").startswith("cyberevents")}
+    assert set(ours) == {"migrate", "agent", "backend"}
+    for service in ours.values():
+        load({name: compose_value(value) for name, value in service.get("environment", {}).items()})
+    backend = services["backend"]
+    settings = load({name: compose_value(value) for name, value in backend["environment"].items()})
+    assert settings.health_host == "0.0.0.0"
+    assert "/healthz" in " ".join(backend["healthcheck"]["test"])
+    assert seconds(backend["stop_grace_period"]) > settings.shutdown_grace_seconds
+    assert backend["depends_on"]["db"]["condition"] == "service_healthy"
+    assert backend["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+
+
+def test_kubernetes_manifests_set_only_real_settings_and_outlast_the_shutdown_grace() -> None:
+    documents = [
+        document for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+    ]  # fmt: skip
+    kinds = {document["kind"]: document for document in documents}
+    assert set(kinds) == {"ConfigMap", "Secret", "Deployment", "CronJob"}
+    settings = load(kinds["ConfigMap"]["data"] | kinds["Secret"]["stringData"])
+    daemon = kinds["Deployment"]["spec"]["template"]["spec"]
+    job = kinds["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for pod in (daemon, job):
+        assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds
+        for container in pod["containers"]:
+            sources = {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]}
+            assert sources == {"cyberevents"}
+            load({variable["name"]: variable["value"] for variable in container.get("env", [])})
+    container = daemon["containers"][0]
+    assert container["args"] == ["run"] and job["containers"][0]["args"] == ["run-once"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert settings.health_host == "0.0.0.0"
+
+
+def test_dockerfile_sets_only_real_settings() -> None:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    variables = dict(re.findall(r"([A-Z_]+)=(\S+)", " ".join(re.findall(r"^ENV (.*)$", final_stage, re.MULTILINE))))
+    settings = load({name: value for name, value in variables.items() if name not in PYTHON_RUNTIME})
+    assert settings.health_host == "0.0.0.0"
+    assert re.search(r"^HEALTHCHECK .*/livez", final_stage, re.MULTILINE)
+    assert re.search(r"^USER 10001", final_stage, re.MULTILINE)
