@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import asyncpg
 import stamina
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,9 +47,21 @@ def write_connections_for(workers: int) -> int:
     return min(workers, 10)
 
 
+# What the socket or asyncpg raise themselves when the connection, not the statement, failed. The verdict
+# writes run on the driver connection directly, so these reach the dispatcher unwrapped by SQLAlchemy.
+_DRIVER_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, "connection was closed in the middle of operation"
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.AdminShutdownError,  # the server is shutting down, or pg_terminate_backend
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # the server is starting up
+)
+
+
 def database_unavailable(exc: Exception) -> bool:
     """Errors a retry can cure: the connection, not the statement, failed."""
-    if isinstance(exc, OSError):
+    if isinstance(exc, _DRIVER_CONNECTION_ERRORS):
         return True
     return isinstance(exc, OperationalError | InterfaceError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -241,11 +254,18 @@ class Dispatcher:
         return asyncio.create_task(self._claim(cycle_id, scope), name=f"claim-{scope}-{cycle_id}")
 
     async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
-        async with self.writes() as session:  # one statement: its own transaction
-            return await repository.claim(
-                session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
-                backlog_max_attempts=self.max_attempts if scope == "backlog" else None,
-            )  # fmt: skip
+        """The next batch, retried on a fresh connection when the pooled one was lost (a database restart, a
+        terminated backend) for as long as a verdict's write would be; a statement that fails is not retried."""
+        async for attempt in stamina.retry_context(
+            on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
+        ):
+            with attempt:
+                async with self.writes() as session:  # one statement: its own transaction
+                    return await repository.claim(
+                        session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
+                        backlog_max_attempts=self.max_attempts if scope == "backlog" else None,
+                    )  # fmt: skip
+        raise AssertionError("stamina retries until it returns or raises")
 
     async def _release_leases(self, after: asyncio.Task[list[repository.ClaimedEvent]] | None) -> None:
         """Give back what was claimed and not delivered, the batch claimed ahead included once it has landed."""
@@ -265,26 +285,35 @@ class Dispatcher:
             log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
     async def _deliver(self, delivery: Delivery, slots: Slots, tally: Tally) -> None:
-        """Runs holding a request slot (taken by the feeder); swaps it for a write slot once the agent answers."""
+        """Runs holding a request slot (taken by the feeder); once the agent has answered, the answer is recorded
+        even if the cycle is cancelled meanwhile, waiting for a write slot included."""
         tally.started(delivery.kind)
         status: EventStatus | None = None
         try:
             try:
                 asked = time.monotonic()
                 outcome = await self._ask(delivery)
-                answered = time.monotonic() - asked
-                await slots.writes.acquire()
-            finally:
+            except BaseException:
                 slots.requests.release()
-            try:
-                # An answer the agent already gave is written even if the cycle is cancelled meanwhile.
-                status = await finish_even_if_cancelled(self._record(delivery, outcome, slots.connections))
-            finally:
-                slots.writes.release()
+                raise
+            answered = time.monotonic() - asked
+            status = await finish_even_if_cancelled(self._settle(delivery, outcome, slots))
             if self.metrics is not None and status is not None:
                 self.metrics.observe_delivery(delivery.kind, answered, status is EventStatus.ANALYSED)
         finally:
             tally.finished(delivery.kind, status)
+
+    async def _settle(self, delivery: Delivery, outcome: Answer | AgentError, slots: Slots) -> EventStatus | None:
+        """Swap the request slot for a write slot, then record the outcome. The write slot is taken first, so that
+        a slow database holds the feeder back instead of piling up answers."""
+        try:
+            await slots.writes.acquire()
+        finally:
+            slots.requests.release()
+        try:
+            return await self._record(delivery, outcome, slots.connections)
+        finally:
+            slots.writes.release()
 
     async def _ask(self, delivery: Delivery) -> Answer | AgentError:
         """The agent's verdict, or why there is none; the circuit breaker hears about both."""

@@ -1,4 +1,5 @@
-"""PostgreSQL stopped and restarted mid-cycle: a private server, never the machine's shared one."""
+"""PostgreSQL stopped and restarted mid-cycle (a private server, never the machine's shared one), and the
+service's connections cut under it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.db import import_pgserver, session_factory
+from cyberevents.generator import Counts
 from cyberevents.models import Cycle, CycleOutcome
 from cyberevents.service import Daemon
 from cyberevents.settings import to_asyncpg_url
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings
+from tests.conftest import MakeSettings, open_test_resources
 from tests.faults.books import assert_balanced, books
 from tests.integration.test_daemon import get, running, wait_until
 
@@ -85,3 +88,36 @@ async def _ready(base: str | None) -> bool:
         return (await get(f"{base}/readyz"))[0] == 200
     except OSError:
         return False
+
+
+async def test_connections_cut_mid_cycle_are_replaced_and_the_same_cycle_analyses_everything(
+    make_settings: MakeSettings, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pg_terminate_backend on the service's connections mid-dispatch (all but the cycle lock's, whose loss is a
+    matter of its own). The verdict writes run on the driver
+    connection, so what they meet is asyncpg's own error, not SQLAlchemy's: it must still count as a lost
+    connection and be retried on a fresh one, not end the cycle."""
+    async with recording_agent(latency=0.05) as agent:
+        settings = make_settings(agent_url=agent.url, dispatch_workers=4)
+        async with open_test_resources(settings) as resources:
+            cycle = asyncio.create_task(run_cycle(resources, CycleRequest(Counts(60, 0, 0))))
+
+            async def some_analysed() -> bool:
+                return (await books(engine)).analysed >= 8
+
+            await wait_until(some_analysed)
+            async with engine.connect() as connection:
+                cut = await connection.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'cyberevents' AND datname = current_database() "
+                        "AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"  # the cycle lock's
+                    )
+                )
+            result = await cycle
+    assert cut and cut >= 2  # the pool's connections, idle or mid-statement
+    assert result is not None and result.outcome is CycleOutcome.SUCCEEDED
+    found = await books(engine)
+    assert found.analysed == found.generated == 60
+    assert any(message.startswith("Retry 1 in ") for message in caplog.messages)  # a write met a cut connection
+    assert_balanced(found, "the service's connections terminated mid-cycle")
