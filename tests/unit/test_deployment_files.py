@@ -64,7 +64,9 @@ def test_compose_sets_only_real_settings_and_wires_health_and_shutdown() -> None
     backend = services["backend"]
     settings = load({name: compose_value(value) for name, value in backend["environment"].items()})
     assert settings.health_host == "0.0.0.0"
-    assert "/healthz" in " ".join(backend["healthcheck"]["test"])
+    assert f"127.0.0.1:{settings.health_port}/healthz" in " ".join(backend["healthcheck"]["test"])
+    agent = services["agent"]["command"]
+    assert str(settings.agent_url) == f"http://agent:{agent[agent.index('--port') + 1]}/analyse"
     assert seconds(backend["stop_grace_period"]) > settings.shutdown_grace_seconds
     assert backend["depends_on"]["db"]["condition"] == "service_healthy"
     assert backend["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -84,9 +86,9 @@ def test_kubernetes_manifests_set_only_real_settings_and_outlast_the_shutdown_gr
     for pod in (daemon, job):
         assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds
         for container in pod["containers"]:
+            assert "env" not in container  # every setting comes from the ConfigMap and Secret checked above
             sources = {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]}
             assert sources == {"cyberevents"}
-            load({variable["name"]: variable["value"] for variable in container.get("env", [])})
     container = daemon["containers"][0]
     assert container["args"] == ["run"] and job["containers"][0]["args"] == ["run-once"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
