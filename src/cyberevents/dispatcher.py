@@ -5,9 +5,9 @@ event, but only when one of the `workers` request slots is free: at most `worker
 A task gives its request slot back as soon as the agent has answered, so the next request starts while the
 verdict is being written; writes have `workers` slots of their own, and a task takes one before it lets its
 request slot go, so a slow database holds the feeder back instead of piling up verdicts. At most
-2 × `workers` tasks and one batch are held in memory, whatever the size of the cycle. A task holds a
-database connection only for its final write, one round trip, so a few connections serve any number of
-workers: writers queue for them on a semaphore, far cheaper than queueing in the pool itself.
+2 × `workers` tasks and two batches (the one being fed, the next) are held in memory, whatever the size of the
+cycle. A task holds a database connection only for its final write, one round trip, so a few connections serve
+any number of workers: writers queue for them on a semaphore, far cheaper than queueing in the pool itself.
 """
 
 from __future__ import annotations
