@@ -9,8 +9,9 @@ from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
 
+import asyncpg
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .settings import ConfigError, Settings
@@ -77,6 +78,27 @@ def autocommit_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncS
 def driver_error(exc: BaseException) -> BaseException:
     """The driver's own exception behind SQLAlchemy's wrapper: its message is the one worth showing."""
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+# What the socket or asyncpg raise themselves when the connection, not the statement, failed. The verdict
+# writes run on the driver connection directly, so these reach the dispatcher unwrapped by SQLAlchemy.
+_DRIVER_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, "connection was closed in the middle of operation"
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.AdminShutdownError,  # the server is shutting down, or pg_terminate_backend
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # the server is starting up
+)
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Errors a retry can cure: the connection, not the statement, failed."""
+    if isinstance(exc, _DRIVER_CONNECTION_ERRORS):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def describe(url: URL | None) -> str:

@@ -20,14 +20,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-import asyncpg
 import stamina
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import repository
 from .agent_client import AgentClient, AgentError, Answer
 from .breaker import CircuitBreaker
+from .db import database_unavailable
 from .metrics import Metrics
 from .models import EventKind, EventStatus
 from .protocol import Delivery, build_delivery
@@ -45,27 +44,6 @@ WRITE_RETRY_SECONDS = 60.0
 def write_connections_for(workers: int) -> int:
     """Connections the verdict writes share. Each is held for one round trip: ten keep up with any `workers`."""
     return min(workers, 10)
-
-
-# What the socket or asyncpg raise themselves when the connection, not the statement, failed. The verdict
-# writes run on the driver connection directly, so these reach the dispatcher unwrapped by SQLAlchemy.
-_DRIVER_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, "connection was closed in the middle of operation"
-    asyncpg.InterfaceError,  # "connection is closed"
-    asyncpg.AdminShutdownError,  # the server is shutting down, or pg_terminate_backend
-    asyncpg.CrashShutdownError,
-    asyncpg.CannotConnectNowError,  # the server is starting up
-)
-
-
-def database_unavailable(exc: Exception) -> bool:
-    """Errors a retry can cure: the connection, not the statement, failed."""
-    if isinstance(exc, _DRIVER_CONNECTION_ERRORS):
-        return True
-    return isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
 
 
 @dataclass

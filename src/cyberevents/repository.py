@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -13,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from .db import database_unavailable, driver_error
 from .generator import Detail, GeneratedEvent
 from .models import (
     DETAIL_TABLES,
@@ -28,6 +30,8 @@ from .models import (
     EventStatus,
     GroundTruth,
 )
+
+log = logging.getLogger(__name__)
 
 INSERT_BATCH = 2_000
 
@@ -444,8 +448,22 @@ async def cycle_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
             yield taken
         finally:
             if taken:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CYCLE_LOCK_KEY})
-                await connection.commit()
+                await _unlock_cycle(connection)
+
+
+async def _unlock_cycle(connection: AsyncConnection) -> None:
+    """Release the cycle lock; if its connection was lost meanwhile, the lock went with it: say so, go on."""
+    try:
+        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": CYCLE_LOCK_KEY})
+        await connection.commit()
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning(
+            "The cycle lock's connection was lost during the cycle (%s): another process may have started a cycle "
+            "meanwhile; leases still keep each event to one dispatcher",
+            driver_error(exc),
+        )
 
 
 async def cycle_lock_held(session: AsyncSession) -> bool:
