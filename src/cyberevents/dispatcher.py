@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -39,6 +39,12 @@ Scope = Literal["own", "backlog", "shared"]
 HELP_POLL_SECONDS = 0.5
 # A verdict in hand is worth waiting for: its write is retried this long through a database outage.
 WRITE_RETRY_SECONDS = 60.0
+
+
+def through_outage() -> AsyncIterator[stamina.Attempt]:
+    """Attempts, each on a fresh connection, while the database is away: backoff up to 5 s, WRITE_RETRY_SECONDS
+    in all. Claims and verdict writes both go through it."""
+    return stamina.retry_context(on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0)
 
 
 def write_connections_for(workers: int) -> int:
@@ -234,9 +240,7 @@ class Dispatcher:
     async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
         """The next batch, retried on a fresh connection when the pooled one was lost (a database restart, a
         terminated backend) for as long as a verdict's write would be; a statement that fails is not retried."""
-        async for attempt in stamina.retry_context(
-            on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
-        ):
+        async for attempt in through_outage():
             with attempt:
                 async with self.writes() as session:  # one statement: its own transaction
                     return await repository.claim(
@@ -320,9 +324,7 @@ class Dispatcher:
             if not database_unavailable(exc):
                 raise
         try:
-            async for attempt in stamina.retry_context(
-                on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0
-            ):
+            async for attempt in through_outage():
                 with attempt:
                     return await self._write(delivery, outcome, connections)
         except Exception as exc:
