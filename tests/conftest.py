@@ -25,7 +25,7 @@ from cyberevents import migrations
 from cyberevents.db import import_pgserver, open_engine
 from cyberevents.eventloop import ThreadFreeEventLoop, run
 from cyberevents.logs import log_retries
-from cyberevents.resources import Resources, open_resources, pool_size_for
+from cyberevents.resources import MAIN_POOL_SIZE, Resources, open_resources
 from cyberevents.settings import Settings, to_asyncpg_url
 from tests.support import asyncpg_dsn, by_host_name, clean_env
 
@@ -139,7 +139,7 @@ def settings(make_settings: MakeSettings) -> Settings:
 async def open_test_resources(settings: Settings) -> AsyncIterator[Resources]:
     """The resources run-once composes: an engine sized for the workers, then everything a cycle needs."""
     async with (
-        open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers)) as engine,
+        open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
         open_resources(settings, engine) as resources,
     ):
         yield resources

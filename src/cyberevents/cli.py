@@ -30,7 +30,7 @@ from .generator import Counts, generate
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind
 from .progress import Progress
-from .resources import ensure_schema, open_resources, pool_size_for
+from .resources import MAIN_POOL_SIZE, ensure_schema, open_resources
 from .service import graceful_stop, run_daemon
 from .settings import ConfigError, Settings, load_settings
 
@@ -70,7 +70,7 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
     progress, result = Progress(sys.stderr), None
     try:
         async with (
-            open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers)) as engine,
+            open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
             open_resources(settings, engine) as resources,
             graceful_stop(settings) as stop,
         ):

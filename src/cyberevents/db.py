@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -46,33 +47,48 @@ def embedded_postgres(data_dir: Path) -> Iterator[URL]:
         yield url.set(password=None)
 
 
+def _create_engine(url: URL, pool_size: int, **options: Any) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"server_settings": {"application_name": "cyberevents"}},
+        **options,
+    )
+
+
 @asynccontextmanager
 async def open_engine(settings: Settings, *, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
     """An AsyncEngine for the configured database, disposed (and the embedded server released) on exit."""
     with ExitStack() as stack:
         url = settings.sqlalchemy_url or stack.enter_context(embedded_postgres(settings.data_dir))
-        engine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=0,
-            # No pre-ping: it costs a round trip per checkout, on the hot path. A connection that died with
-            # its server is invalidated on first use and the write is retried on a fresh one.
-            connect_args={"server_settings": {"application_name": "cyberevents"}},
-        )
+        # A round trip per checkout buys a live connection for the bookkeeping, which a lost one would fail.
+        engine = _create_engine(url, pool_size, pool_pre_ping=True)
         try:
             yield engine
         finally:
             await engine.dispose()
 
 
+@asynccontextmanager
+async def open_write_engine(engine: AsyncEngine, *, pool_size: int) -> AsyncIterator[AsyncEngine]:
+    """A second pool on the same database for one-statement writes (claims, outcomes), disposed on exit.
+
+    Its connections are in autocommit from the moment they open and hold no transaction between uses, so a
+    checkout neither sets an isolation level nor resets one on return: a statement is its own transaction, with
+    no BEGIN / COMMIT round trips. No pre-ping either, a round trip per write: a connection that died with its
+    server fails its statement, is invalidated, and the write is retried on a fresh one.
+    """
+    writes = _create_engine(engine.url, pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+    try:
+        yield writes
+    finally:
+        await writes.dispose()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit: tasks hand plain results on, never reload."""
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def autocommit_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for single-statement writes: the statement is its own transaction, no BEGIN / COMMIT trips."""
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
 def driver_error(exc: BaseException) -> BaseException:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from . import repository
 from .agent_client import AgentClient, AgentError, Answer
 from .breaker import CircuitBreaker
-from .db import database_unavailable
+from .db import database_unavailable, driver_error
 from .metrics import Metrics
 from .models import EventKind, EventStatus
 from .protocol import Delivery, build_delivery
@@ -323,6 +323,10 @@ class Dispatcher:
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
+            cause = driver_error(exc)
+            log.warning(
+                "Event %d: lost the database connection writing its outcome (%s); retrying", delivery.event_id, cause
+            )
         try:
             async for attempt in through_outage():
                 with attempt:
@@ -336,19 +340,13 @@ class Dispatcher:
     async def _write(
         self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
     ) -> EventStatus:
-        async with connections:
-            # Closed by hand: `async with session` closes it in a shielded task of its own, a cost on every event
-            # that buys nothing here, where the write already runs to its end (finish_even_if_cancelled).
-            session = self.writes()
-            try:
-                if isinstance(outcome, AgentError):
-                    return await repository.record_failure(
-                        session, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
-                    )
-                await repository.record_analysis(
-                    session, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
-                    outcome.verdict.summary, outcome.raw, outcome.attempts,
-                )  # fmt: skip
-                return EventStatus.ANALYSED
-            finally:
-                await session.close()
+        async with connections:  # the task's own session, opened by the repository for this one statement
+            if isinstance(outcome, AgentError):
+                return await repository.record_failure(
+                    self.writes, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
+                )
+            await repository.record_analysis(
+                self.writes, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
+                outcome.verdict.summary, outcome.raw, outcome.attempts,
+            )  # fmt: skip
+            return EventStatus.ANALYSED

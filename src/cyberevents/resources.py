@@ -19,7 +19,7 @@ from . import migrations
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
-from .db import autocommit_session_factory, driver_error, session_factory
+from .db import driver_error, open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
 from .metrics import Metrics
 from .settings import ConfigError, Settings
@@ -31,14 +31,15 @@ log = logging.getLogger(__name__)
 class Resources:
     settings: Settings
     engine: AsyncEngine
+    write_engine: AsyncEngine  # the dispatch's claims and outcomes
     sessions: async_sessionmaker[AsyncSession]
     agent: AgentClient
     dispatcher: Dispatcher
 
 
-def pool_size_for(workers: int) -> int:
-    """The verdict writes' connections, and three more: the claims, the cycle's bookkeeping, the cycle lock."""
-    return write_connections_for(workers) + 3
+# The main engine's connections: the cycle lock, the cycle's bookkeeping, the health server's probes. Claims and
+# outcomes have an engine of their own, sized for the workers (open_resources).
+MAIN_POOL_SIZE = 3
 
 
 def process_owner() -> str:
@@ -102,10 +103,13 @@ async def open_resources(
                 verify_tls=settings.agent_tls_verify,
             )
         )
+        write_engine = await stack.enter_async_context(
+            open_write_engine(engine, pool_size=write_connections_for(settings.dispatch_workers))
+        )
         sessions = session_factory(engine)
         breaker = CircuitBreaker(settings.agent_circuit_cooldown_seconds)
         dispatcher = Dispatcher(
-            sessions, autocommit_session_factory(engine), agent, breaker, settings.dispatch_workers,
+            sessions, session_factory(write_engine), agent, breaker, settings.dispatch_workers,
             process_owner(), settings.lease_seconds, settings.max_attempts, metrics,
         )  # fmt: skip
-        yield Resources(settings, engine, sessions, agent, dispatcher)
+        yield Resources(settings, engine, write_engine, sessions, agent, dispatcher)

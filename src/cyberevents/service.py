@@ -19,7 +19,7 @@ from .health import DaemonState, RunningCycle, create_app
 from .httpserver import serve
 from .metrics import Metrics
 from .models import CycleOutcome, CycleTrigger
-from .resources import Resources, open_resources, pool_size_for, wait_for_database
+from .resources import MAIN_POOL_SIZE, Resources, open_resources, wait_for_database
 from .schedule import SlotFate
 from .scheduler import Scheduler
 from .settings import Settings
@@ -96,9 +96,7 @@ class Daemon:
         settings, stop = self.settings, self.state.stop
         schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
         async with AsyncExitStack() as stack:
-            engine = await stack.enter_async_context(
-                open_engine(settings, pool_size=pool_size_for(settings.dispatch_workers))
-            )
+            engine = await stack.enter_async_context(open_engine(settings, pool_size=MAIN_POOL_SIZE))
             app = create_app(self.state, engine, self.metrics, schedule)
             self.health_url = await stack.enter_async_context(serve(app, settings.health_host, settings.health_port))
             log.info("Health server at %s (/livez /readyz /status /metrics)", self.health_url)

@@ -23,7 +23,7 @@ from cyberevents.models import (
     EventStatus,
     GroundTruth,
 )
-from cyberevents.resources import Resources, pool_size_for
+from cyberevents.resources import MAIN_POOL_SIZE, Resources
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings, open_test_resources
 
@@ -52,8 +52,9 @@ async def test_agent_sees_exactly_workers_in_flight_and_one_analysis_per_event(
             per_event = await analyses_per_event(resources.sessions)
             async with resources.sessions() as session:
                 statuses = Counter((await session.scalars(select(Event.status))).all())
-        assert resources.engine.pool.size() == pool_size_for(workers)  # type: ignore[attr-defined]
+        pools = (resources.engine.pool.size(), resources.write_engine.pool.size())  # type: ignore[attr-defined]
 
+    assert pools == (MAIN_POOL_SIZE, min(workers, 10))  # the database's connections do not grow with the workers
     assert agent.peak_in_flight == workers
     assert result.outcome is CycleOutcome.SUCCEEDED
     assert (result.generated, result.analysed, result.failed) == (events, events, 0)
@@ -159,10 +160,10 @@ async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings)
     async with recording_agent() as agent, open_test_resources(make_settings(agent_url=agent.url)) as resources:
         await one_cycle(resources, Counts(1, 0, 0))
         sessions = session_factory(resources.engine)
-        async with sessions() as session, session.begin():
+        async with sessions() as session:
             event_id = await session.scalar(select(Event.id))
-            assert event_id is not None
-            first = await repository.record_analysis(session, event_id, "critical", 99, "again", "{}")
+        assert event_id is not None
+        first = await repository.record_analysis(resources.dispatcher.writes, event_id, "critical", 99, "again", "{}")
         async with sessions() as session:
             rows = (await session.scalars(select(EventAnalysis))).all()
     assert first is False

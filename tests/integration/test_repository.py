@@ -4,11 +4,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
+import pytest
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents import repository
-from cyberevents.db import session_factory
+from cyberevents.db import database_unavailable, open_write_engine, session_factory
 from cyberevents.generator import SCENARIOS, Counts, Login, generate
 from cyberevents.models import (
     CycleStat,
@@ -92,13 +93,37 @@ async def test_reports_read_back_counts_and_cycles(engine: AsyncEngine) -> None:
     ]
 
 
+async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_fresh_one(engine: AsyncEngine) -> None:
+    """The outcome writes bypass SQLAlchemy's statement layer, so its disconnect handling never sees their errors:
+    a dead pooled connection must still be dropped, or every retry would meet it again."""
+    cycle_id = await store_cycle(engine, Counts(2, 0, 0))
+    async with session_factory(engine)() as session, session.begin():
+        first, second = await repository.claim(session, cycle_id, "me", limit=2, lease_seconds=300)
+    async with open_write_engine(engine, pool_size=1) as write_engine:
+        writes = session_factory(write_engine)
+        assert await repository.record_analysis(writes, first.id, "low", 1, "fine", "{}")
+        async with engine.connect() as connection:
+            cut = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'cyberevents' AND datname = current_database()"
+                )
+            )
+        assert cut == 1
+        with pytest.raises(Exception) as lost:  # noqa: PT011 - whichever error the driver meets first
+            await repository.record_analysis(writes, second.id, "low", 1, "fine", "{}")
+        assert database_unavailable(lost.value)
+        assert await repository.record_analysis(writes, second.id, "low", 1, "fine", "{}")
+
+
 async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEngine) -> None:
     """A claim never sent (claimed ahead, then the cycle stopped) must not use up one of MAX_ATTEMPTS."""
     cycle_id = await store_cycle(engine, Counts(4, 0, 0))
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():
         claimed = await repository.claim(session, cycle_id, "me", limit=4, lease_seconds=300)
-        await repository.record_failure(session, claimed[0].id, "agent answered HTTP 400")  # sent: counts
+    await repository.record_failure(sessions, claimed[0].id, "agent answered HTTP 400")  # sent: counts
+    async with sessions() as session, session.begin():
         assert await repository.claim(session, cycle_id, "other", limit=4, lease_seconds=300) == []
     async with sessions() as session, session.begin():
         assert await repository.release_leases(session, "me") == 3
