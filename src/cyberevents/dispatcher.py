@@ -29,7 +29,7 @@ from .breaker import CircuitBreaker
 from .db import database_unavailable, driver_error
 from .metrics import Metrics
 from .models import EventKind, EventStatus
-from .protocol import Delivery, build_delivery
+from .protocol import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +185,15 @@ class Dispatcher:
                     next_batch = self._claim_next(cycle_id, scope, stopping)
                     claimed_total += len(claimed)
                     if scope != "own":  # the tally learns these totals as they come
-                        for event in claimed:
-                            tally.kinds[event.kind].total += 1
-                    for event in claimed:
+                        for delivery in claimed:
+                            tally.kinds[delivery.kind].total += 1
+                    for delivery in claimed:
                         await slots.requests.acquire()
                         if stopping.is_set() or not await self.breaker.admit():
                             slots.requests.release()
                             break
-                        delivery = build_delivery(event.id, event.uid, event.kind, event.occurred_at, event.detail)
-                        tasks.create_task(self._deliver(delivery, slots, tally), name=f"deliver-event-{event.id}")
+                        name = f"deliver-event-{delivery.event_id}"
+                        tasks.create_task(self._deliver(delivery, slots, tally), name=name)
         finally:
             await finish_even_if_cancelled(self._release_leases(after=next_batch))
         return claimed_total
@@ -222,9 +222,7 @@ class Dispatcher:
                 await asyncio.wait_for(stop.wait(), HELP_POLL_SECONDS)
         return tally
 
-    def _claim_next(
-        self, cycle_id: int, scope: Scope, stop: asyncio.Event
-    ) -> asyncio.Task[list[repository.ClaimedEvent]] | None:
+    def _claim_next(self, cycle_id: int, scope: Scope, stop: asyncio.Event) -> asyncio.Task[list[Delivery]] | None:
         """Start claiming the next batch, unless the dispatch is stopping or the agent's circuit is open.
 
         The claim runs outside the task group, so that a database error reaches the caller as itself rather
@@ -237,7 +235,7 @@ class Dispatcher:
             return None
         return asyncio.create_task(self._claim(cycle_id, scope), name=f"claim-{scope}-{cycle_id}")
 
-    async def _claim(self, cycle_id: int, scope: Scope) -> list[repository.ClaimedEvent]:
+    async def _claim(self, cycle_id: int, scope: Scope) -> list[Delivery]:
         """The next batch, retried on a fresh connection when the pooled one was lost (a database restart, a
         terminated backend) for as long as a verdict's write would be; a statement that fails is not retried."""
         async for attempt in through_outage():
@@ -249,7 +247,7 @@ class Dispatcher:
                     )  # fmt: skip
         raise AssertionError("stamina retries until it returns or raises")
 
-    async def _release_leases(self, after: asyncio.Task[list[repository.ClaimedEvent]] | None) -> None:
+    async def _release_leases(self, after: asyncio.Task[list[Delivery]] | None) -> None:
         """Give back what was claimed and not delivered, the batch claimed ahead included once it has landed."""
         if after is not None:
             await asyncio.wait([after])

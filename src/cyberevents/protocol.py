@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -22,29 +20,16 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What a dispatch task gets: plain immutable data, never an ORM object."""
+    """What a dispatch task gets: plain immutable data, never an ORM object.
+
+    `body` is the request as sent, `{"event_type": …, "event_id": …, "event": {…}}`, encoded once, by the claim
+    (repository.claim) that leased the event: its `event` holds the event's own fields and nothing else.
+    """
 
     event_id: int
     uid: uuid.UUID
     kind: EventKind
     body: bytes
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
-
-
-def build_delivery(
-    event_id: int, uid: uuid.UUID, kind: EventKind, occurred_at: datetime, detail: Mapping[str, object]
-) -> Delivery:
-    """Encode the request body once, from the event's own columns only: the ground truth lives elsewhere."""
-    event = {"occurred_at": occurred_at.isoformat()} | {
-        name: _jsonable(value) for name, value in detail.items() if name != "event_id"
-    }
-    body = json.dumps({"event_type": kind.value, "event_id": event_id, "event": event}, separators=(",", ":"))
-    return Delivery(event_id, uid, kind, body.encode())
 
 
 class AgentRequest(BaseModel):

@@ -32,6 +32,7 @@ from .models import (
     EventStatus,
     GroundTruth,
 )
+from .protocol import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -209,21 +210,10 @@ async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSumm
 
 # --- dispatch -------------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class ClaimedEvent:
-    id: int
-    uid: uuid.UUID
-    kind: EventKind
-    occurred_at: datetime
-    detail: dict[str, Any]
-
-
-# Each detail column comes back labelled with its kind, e.g. `login__username`; an event has one kind's set.
-_DETAIL_COLUMNS = {
-    kind: [column.name for column in table.columns if column.name != "event_id"]
-    for kind, table in DETAIL_TABLES.items()
-}
+# The request body each claimed event is sent as, built by PostgreSQL from the event's row and its detail row
+# (to_jsonb of the whole row, so every field an analyst sees reaches the agent and nothing else: the ground
+# truth lives in a table of its own). Encoding it here spares the dispatcher a JSON encoding per event, and the
+# claim the conversion of every detail column to Python and back.
 _CLAIM = """
     WITH claimed AS (
         UPDATE events SET lease_owner = :owner,
@@ -239,30 +229,26 @@ _CLAIM = """
         )
         RETURNING id, uid, kind, occurred_at
     )
-    SELECT claimed.id, claimed.uid, claimed.kind, claimed.occurred_at, {columns}
+    SELECT claimed.id, claimed.uid, claimed.kind,
+           jsonb_build_object(
+               'event_type', claimed.kind,
+               'event_id', claimed.id,
+               'event', jsonb_build_object('occurred_at', to_char(claimed.occurred_at AT TIME ZONE 'UTC',
+                                                                  'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+                        || (COALESCE({details}) - 'event_id')
+           )::text AS body
     FROM claimed {joins}
     ORDER BY claimed.id
 """.format(
     scope="{scope}",
-    columns=", ".join(
-        f'{DETAIL_TABLES[kind].name}.{name} AS "{kind.value}__{name}"' for kind, names in _DETAIL_COLUMNS.items()
-        for name in names
-    ),
+    details=", ".join(f"to_jsonb({table.name})" for table in DETAIL_TABLES.values()),
     joins=" ".join(
         f"LEFT JOIN {table.name} ON {table.name}.event_id = claimed.id AND claimed.kind = '{kind.value}'"
         for kind, table in DETAIL_TABLES.items()
     ),
 )  # fmt: skip
-# The detail columns' own types convert the values as the ORM would (cvss a float, not a Decimal).
-_CLAIM_TYPES = {
-    f"{kind.value}__{name}": DETAIL_TABLES[kind].c[name].type
-    for kind, names in _DETAIL_COLUMNS.items()
-    for name in names
-}
 # A cycle's own new events.
-_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'")).columns(
-    **_CLAIM_TYPES
-)
+_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'"))
 # Earlier cycles' leftovers: pending or failed, under MAX_ATTEMPTS, of cycles no live process is running.
 _CLAIM_BACKLOG = text(
     _CLAIM.format(
@@ -270,7 +256,7 @@ _CLAIM_BACKLOG = text(
         WHERE events.cycle_id < :cycle_id AND cycles.outcome <> 'running'
           AND events.status IN ('pending', 'failed') AND events.delivery_count < :max_attempts"""
     )
-).columns(**_CLAIM_TYPES)
+)
 
 
 async def claim(
@@ -280,8 +266,8 @@ async def claim(
     limit: int,
     lease_seconds: float,
     backlog_max_attempts: int | None = None,
-) -> list[ClaimedEvent]:
-    """Lease up to `limit` events to `owner`, with their details, skipping what others hold.
+) -> list[Delivery]:
+    """Lease up to `limit` events to `owner`, each as the request it is delivered in, skipping what others hold.
 
     The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles. One
     statement, so one round trip and, in an autocommit session, its own transaction: under load every round
@@ -289,15 +275,10 @@ async def claim(
     """
     params = {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
     if backlog_max_attempts is None:
-        rows = (await session.execute(_CLAIM_OWN, params)).mappings().all()
+        rows = await session.execute(_CLAIM_OWN, params)
     else:
-        rows = (await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})).mappings().all()
-    claimed = []
-    for row in rows:
-        kind = EventKind(row["kind"])
-        detail = {name: row[f"{kind.value}__{name}"] for name in _DETAIL_COLUMNS[kind]}
-        claimed.append(ClaimedEvent(row["id"], row["uid"], kind, row["occurred_at"], detail))
-    return claimed
+        rows = await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})
+    return [Delivery(id, uid, EventKind(kind), body.encode()) for id, uid, kind, body in rows]
 
 
 async def _in_own_session(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from cyberevents.models import (
     LoginEvent,
     PatchEvent,
 )
+from cyberevents.protocol import AgentRequest
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -63,6 +67,29 @@ async def test_stored_details_equal_the_generated_ones(engine: AsyncEngine) -> N
     assert stored == expected
 
 
+async def test_a_claimed_event_comes_as_its_request_body_with_its_own_fields_and_nothing_else(
+    engine: AsyncEngine,
+) -> None:
+    cycle_id = await store_cycle(engine, Counts(3, 3, 3), seed=4)
+    generated = list(generate(4, Counts(3, 3, 3), START))
+    async with session_factory(engine)() as session, session.begin():
+        claimed = await repository.claim(session, cycle_id, "me", limit=20, lease_seconds=300)
+        uids = {row.id: row.uid for row in await session.execute(select(Event.id, Event.uid))}
+    assert len(claimed) == len(generated) == 9
+    for delivery, generated_event in zip(claimed, generated, strict=True):  # ids follow the generated order
+        body = json.loads(delivery.body)
+        assert AgentRequest.model_validate(body).event_type == generated_event.kind.value == delivery.kind.value
+        assert body["event_id"] == delivery.event_id and delivery.uid == uids[delivery.event_id]
+        fields = body["event"]
+        occurred_at = fields.pop("occurred_at")
+        assert occurred_at.endswith("+00:00") and datetime.fromisoformat(occurred_at) == generated_event.occurred_at
+        # JSON types as documented: addresses as text, numbers as numbers (cvss not the text of a Decimal)
+        assert fields == {
+            name: str(value) if isinstance(value, IPv4Address | IPv6Address) else value
+            for name, value in asdict(generated_event.detail).items()
+        }
+
+
 async def test_events_are_inserted_in_bulk_not_row_by_row(engine: AsyncEngine) -> None:
     statements: list[str] = []
 
@@ -101,7 +128,7 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
         first, second = await repository.claim(session, cycle_id, "me", limit=2, lease_seconds=300)
     async with open_write_engine(engine, pool_size=1) as write_engine:
         writes = session_factory(write_engine)
-        assert await repository.record_analysis(writes, first.id, "low", 1, "fine", "{}")
+        assert await repository.record_analysis(writes, first.event_id, "low", 1, "fine", "{}")
         async with engine.connect() as connection:
             cut = await connection.scalar(
                 text(
@@ -111,9 +138,9 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
             )
         assert cut == 1
         with pytest.raises(Exception) as lost:  # noqa: PT011 - whichever error the driver meets first
-            await repository.record_analysis(writes, second.id, "low", 1, "fine", "{}")
+            await repository.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
         assert database_unavailable(lost.value)
-        assert await repository.record_analysis(writes, second.id, "low", 1, "fine", "{}")
+        assert await repository.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
 
 
 async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEngine) -> None:
@@ -122,7 +149,7 @@ async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEng
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():
         claimed = await repository.claim(session, cycle_id, "me", limit=4, lease_seconds=300)
-    await repository.record_failure(sessions, claimed[0].id, "agent answered HTTP 400")  # sent: counts
+    await repository.record_failure(sessions, claimed[0].event_id, "agent answered HTTP 400")  # sent: counts
     async with sessions() as session, session.begin():
         assert await repository.claim(session, cycle_id, "other", limit=4, lease_seconds=300) == []
     async with sessions() as session, session.begin():
@@ -130,6 +157,6 @@ async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEng
     async with sessions() as session:
         rows = (await session.execute(select(Event.id, Event.delivery_count, Event.lease_owner))).all()
     counts = {row.id: row.delivery_count for row in rows}
-    assert counts[claimed[0].id] == 1
-    assert [counts[event.id] for event in claimed[1:]] == [0, 0, 0]
+    assert counts[claimed[0].event_id] == 1
+    assert [counts[delivery.event_id] for delivery in claimed[1:]] == [0, 0, 0]
     assert {row.lease_owner for row in rows} == {None}
