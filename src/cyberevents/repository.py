@@ -235,15 +235,16 @@ _CLAIM = """
                'event_id', claimed.id,
                'event', jsonb_build_object('occurred_at', to_char(claimed.occurred_at AT TIME ZONE 'UTC',
                                                                   'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
-                        || (COALESCE({details}) - 'event_id')
+                        || (CASE claimed.kind {details} END - 'event_id')
            )::text AS body
-    FROM claimed {joins}
+    FROM claimed
     ORDER BY claimed.id
 """.format(
     scope="{scope}",
-    details=", ".join(f"to_jsonb({table.name})" for table in DETAIL_TABLES.values()),
-    joins=" ".join(
-        f"LEFT JOIN {table.name} ON {table.name}.event_id = claimed.id AND claimed.kind = '{kind.value}'"
+    # One primary-key lookup per event, whatever the planner believes of the tables' sizes: joins were planned as
+    # sequential scans of every detail table, all cycles' rows, on each claim (10 ms a claim at 10,000 events).
+    details=" ".join(
+        f"WHEN '{kind.value}' THEN (SELECT to_jsonb({table.name}) FROM {table.name} WHERE event_id = claimed.id)"
         for kind, table in DETAIL_TABLES.items()
     ),
 )  # fmt: skip
