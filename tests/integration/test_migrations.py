@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cyberevents import migrations
-from cyberevents.models import Base
+from cyberevents.models import EVENTS_FILLFACTOR, Base
 from tests.conftest import REPO
 from tests.support import cli, run_tool
 
@@ -29,6 +29,24 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: URL) -> None:
         await migrations.upgrade(engine)
         assert await migrations.current_revision(engine) == migrations.head_revision()
         assert await migrations.upgrade(engine) == (migrations.head_revision(), migrations.head_revision())
+    finally:
+        await engine.dispose()
+
+
+async def test_events_leave_room_on_each_page_for_in_place_claims(empty_database_url: URL) -> None:
+    """alembic check does not compare storage parameters: the migration and the model are checked here."""
+    engine = create_async_engine(empty_database_url)
+
+    async def fillfactor() -> list[str] | None:
+        async with engine.connect() as connection:
+            options = await connection.scalar(text("SELECT reloptions FROM pg_class WHERE relname = 'events'"))
+            return list(options) if options is not None else None
+
+    try:
+        await migrations.upgrade(engine)
+        assert await fillfactor() == [f"fillfactor={EVENTS_FILLFACTOR}"]
+        await migrations.downgrade(engine, "0004")
+        assert await fillfactor() is None
     finally:
         await engine.dispose()
 
