@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -81,6 +81,11 @@ async def open_write_engine(engine: AsyncEngine, *, pool_size: int) -> AsyncIter
     """
     writes = _create_engine(engine.url, pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
     try:
+        # Filled now, so that a cycle's dispatch does not wait for its connections to open (and PostgreSQL to start
+        # a backend for each) while the agent's answers wait to be recorded.
+        async with AsyncExitStack() as opened:
+            for _ in range(pool_size):
+                await opened.enter_async_context(writes.connect())
         yield writes
     finally:
         await writes.dispose()
