@@ -279,7 +279,7 @@ async def claim(
         rows = await session.execute(_CLAIM_OWN, params)
     else:
         rows = await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})
-    return [Delivery(id, uid, EventKind(kind), body.encode()) for id, uid, kind, body in rows]
+    return [Delivery(event_id, uid, EventKind(kind), body.encode()) for event_id, uid, kind, body in rows]
 
 
 async def _in_own_session(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:
