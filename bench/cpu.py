@@ -1,0 +1,102 @@
+"""Where a machine-bound dispatch spends its CPU: cyberevents, PostgreSQL and the agent, per event.
+
+On one machine the three share the cores, so what each spends per event bounds the rate together. This runs one
+`run-once` in this process against a fresh database and a `cyberevents agent` process, and measures the dispatch
+phase only: this process's CPU time, the agent process's, and that of every PostgreSQL process on the machine
+(its exited backends included, counted in the postmaster's reaped children), read from /proc.
+
+    python -m bench.cpu [--events N] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import DEFAULT_SERVER, _clean_env, _recreate
+from cyberevents import cli
+from cyberevents.dispatcher import Dispatcher, Scope, Tally
+from cyberevents.eventloop import run
+
+
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User and system CPU of a process, and of its children it has waited for when asked."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith("postgres"):
+                total += cpu_seconds(int(entry.name), reaped_children=True)
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000, metavar="N")
+    parser.add_argument("--workers", type=int, default=50, metavar="W")
+    args = parser.parse_args(argv)
+    server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "agent", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
+    )  # fmt: skip
+    assert agent.stdout is not None
+    measured: dict[str, float] = {}
+
+    def clocks() -> dict[str, float]:
+        return {
+            "wall": time.monotonic(),
+            "cyberevents": time.process_time(),
+            "postgres": postgres_cpu_seconds(),
+            "agent": cpu_seconds(agent.pid),
+        }
+
+    own_dispatch = Dispatcher.dispatch
+
+    async def measured_dispatch(self: Dispatcher, cycle_id: int, tally: Tally, *rest: Any, **named: Any) -> int:
+        scope: Scope = named.get("scope", rest[1] if len(rest) > 1 else "own")
+        if scope != "own":
+            return await own_dispatch(self, cycle_id, tally, *rest, **named)
+        before = clocks()
+        claimed = await own_dispatch(self, cycle_id, tally, *rest, **named)
+        measured.update({name: spent - before[name] for name, spent in clocks().items()})
+        return claimed
+
+    try:
+        os.environ.update(
+            DATABASE_URL=run(_recreate(server)), AGENT_URL=agent.stdout.readline().strip(),
+            DISPATCH_WORKERS=str(args.workers), LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        Dispatcher.dispatch = measured_dispatch  # type: ignore[method-assign]
+        login, patch = args.events // 7, args.events // 8
+        cli.main(["run-once", "--login", str(login), "--firewall", str(args.events - login - patch),
+                  "--patch", str(patch)])  # fmt: skip
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=10)
+    per_event = {name: seconds / args.events * 1e6 for name, seconds in measured.items()}
+    print(
+        f"N={args.events} W={args.workers}: {args.events / measured['wall']:.0f} events/s; CPU per event: "
+        f"cyberevents {per_event['cyberevents']:.0f} us, PostgreSQL {per_event['postgres']:.0f} us, "
+        f"agent {per_event['agent']:.0f} us (on {os.cpu_count()} cores)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
