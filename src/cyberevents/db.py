@@ -110,13 +110,23 @@ _DRIVER_CONNECTION_ERRORS = (
     asyncpg.AdminShutdownError,  # the server is shutting down, or pg_terminate_backend
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,  # the server is starting up
+    # The client's protocol state went wrong, not a statement: e.g. a backend terminated between two statements
+    # leaves the connection consuming an error ("cannot switch to state 12; another operation (2) is in progress").
+    asyncpg.InternalClientError,
 )
 
 
 def database_unavailable(exc: Exception) -> bool:
-    """Errors a retry can cure: the connection, not the statement, failed."""
-    if isinstance(exc, _DRIVER_CONNECTION_ERRORS):
-        return True
+    """Errors a retry can cure: the connection, not the statement, failed.
+
+    The driver's own error may come bare (the writes run on the driver connection) or behind SQLAlchemy's
+    wrappers, as their cause.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _DRIVER_CONNECTION_ERRORS):
+            return True
+        cause = cause.__cause__
     return isinstance(exc, OperationalError | InterfaceError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     )

@@ -298,8 +298,8 @@ async def _in_own_session(sessions: async_sessionmaker[AsyncSession], statement:
             assert driver is not None, "a connection the session has just checked out"
             try:
                 return await_(driver.fetchval(statement, *args))
-            except Exception:
-                if driver.is_closed():  # SQLAlchemy never saw the error: tell the pool not to hand it out again
+            except Exception as exc:
+                if database_unavailable(exc):  # SQLAlchemy never saw the error: tell the pool not to hand it out again
                     connection.invalidate()
                 raise
         finally:
