@@ -136,7 +136,7 @@ async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
 class Slots:
     """What a delivery waits for, in order: an agent request, a place among pending writes, a connection."""
 
-    requests: asyncio.Semaphore
+    agent: asyncio.Semaphore  # requests in flight to the agent: the workers
     writes: asyncio.Semaphore
     connections: asyncio.Semaphore
 
@@ -188,9 +188,9 @@ class Dispatcher:
                         for delivery in claimed:
                             tally.kinds[delivery.kind].total += 1
                     for delivery in claimed:
-                        await slots.requests.acquire()
+                        await slots.agent.acquire()
                         if stopping.is_set() or not await self.breaker.admit():
-                            slots.requests.release()
+                            slots.agent.release()
                             break
                         name = f"deliver-event-{delivery.event_id}"
                         tasks.create_task(self._deliver(delivery, slots, tally), name=name)
@@ -274,7 +274,7 @@ class Dispatcher:
                 asked = time.monotonic()
                 outcome = await self._ask(delivery)
             except BaseException:
-                slots.requests.release()
+                slots.agent.release()
                 raise
             answered = time.monotonic() - asked
             status = await finish_even_if_cancelled(self._settle(delivery, outcome, slots))
@@ -289,7 +289,7 @@ class Dispatcher:
         try:
             await slots.writes.acquire()
         finally:
-            slots.requests.release()
+            slots.agent.release()
         try:
             return await self._record(delivery, outcome, slots.connections)
         finally:
