@@ -44,10 +44,16 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000, metavar="N")
-    parser.add_argument("--workers", type=int, default=50, metavar="W")
+    parser.add_argument("--events", type=_positive, default=10_000, metavar="N", help="events (default 10,000)")
+    parser.add_argument("--workers", type=_positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     agent = subprocess.Popen(
@@ -83,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         Dispatcher.dispatch = measured_dispatch  # type: ignore[method-assign]
         login, patch = args.events // 7, args.events // 8
-        cli.main(["run-once", "--login", str(login), "--firewall", str(args.events - login - patch),
-                  "--patch", str(patch)])  # fmt: skip
+        status = cli.main(["run-once", "--login", str(login), "--firewall", str(args.events - login - patch),
+                           "--patch", str(patch)])  # fmt: skip
     finally:
         agent.terminate()
         agent.communicate(timeout=10)
+    if status != 0 or not measured:
+        print(f"run-once did not dispatch the cycle to its end (exit {status}): nothing measured", file=sys.stderr)
+        return status or 1
     per_event = {name: seconds / args.events * 1e6 for name, seconds in measured.items()}
     print(
         f"N={args.events} W={args.workers}: {args.events / measured['wall']:.0f} events/s; CPU per event: "
