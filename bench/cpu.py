@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import DEFAULT_SERVER, _clean_env, _recreate
+from bench.run import DEFAULT_SERVER, _clean_env, _recreate, event_counts
 from cyberevents import cli
 from cyberevents.dispatcher import Dispatcher, Scope, Tally
 from cyberevents.eventloop import run
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             DISPATCH_WORKERS=str(args.workers), LOG_LEVEL="WARNING",
         )  # fmt: skip
         Dispatcher.dispatch = measured_dispatch  # type: ignore[method-assign]
-        login, patch = args.events // 7, args.events // 8
-        status = cli.main(["run-once", "--login", str(login), "--firewall", str(args.events - login - patch),
-                           "--patch", str(patch)])  # fmt: skip
+        status = cli.main(["run-once", *event_counts(args.events)])
     finally:
         agent.terminate()
         agent.communicate(timeout=10)

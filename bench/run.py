@@ -148,6 +148,12 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in names}
 
 
+def event_counts(events: int) -> list[str]:
+    """run-once's arguments for `events` events, about the default cycle's mix of kinds."""
+    login, patch = events // 7, events // 8
+    return ["--login", str(login), "--firewall", str(events - login - patch), "--patch", str(patch)]
+
+
 def run_case(case: Case, server: str) -> Result:
     database_url = run(_recreate(server))
     agent = subprocess.Popen(
@@ -157,16 +163,13 @@ def run_case(case: Case, server: str) -> Result:
     try:
         assert agent.stdout is not None
         agent_url = agent.stdout.readline().strip()
-        login = case.events // 7
-        patch = case.events // 8
         env = _clean_env() | {
             "DATABASE_URL": database_url,
             "AGENT_URL": agent_url,
             "DISPATCH_WORKERS": str(case.workers),
             "LOG_LEVEL": "WARNING",
         }
-        command = [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", str(login),
-                   "--firewall", str(case.events - login - patch), "--patch", str(patch)]  # fmt: skip
+        command = [sys.executable, "-m", "cyberevents", "run-once", "--json", *event_counts(case.events)]
         with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
             cycle = subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr, text=True)
             # wait4, not wait: it returns this child's peak RSS. Linux counts in it the RSS the child had between
