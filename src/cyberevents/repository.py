@@ -223,7 +223,7 @@ _CLAIM = """
             SELECT events.id FROM events
             {scope}
               AND (events.lease_expires_at IS NULL OR events.lease_expires_at < now())
-            ORDER BY events.id
+            ORDER BY events.cycle_id, events.id
             LIMIT :limit
             FOR UPDATE OF events SKIP LOCKED
         )
@@ -248,8 +248,15 @@ _CLAIM = """
         for kind, table in DETAIL_TABLES.items()
     ),
 )  # fmt: skip
-# A cycle's own new events.
-_CLAIM_OWN = text(_CLAIM.format(scope="WHERE events.cycle_id = :cycle_id AND events.status = 'pending'"))
+# A cycle's own new events. The cycle is a range of one, not `= :cycle_id`: with an equality PostgreSQL reads the
+# order (cycle_id, id) as (id), which the primary key gives too, and without fresh statistics it walked the key from
+# the cycle's first row, past every event already delivered, or sorted all the cycle's pending events, on each
+# claim (36 ms a claim at 100,000 events). Only ix_events_pending gives this order and can stop after `limit` rows.
+_CLAIM_OWN = text(
+    _CLAIM.format(
+        scope="WHERE events.cycle_id >= :cycle_id AND events.cycle_id <= :cycle_id AND events.status = 'pending'"
+    )
+)
 # Earlier cycles' leftovers: pending or failed, under MAX_ATTEMPTS, of cycles no live process is running.
 _CLAIM_BACKLOG = text(
     _CLAIM.format(

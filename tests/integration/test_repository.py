@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import TextClause, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents import repository
@@ -88,6 +88,51 @@ async def test_a_claimed_event_comes_as_its_request_body_with_its_own_fields_and
             name: str(value) if isinstance(value, IPv4Address | IPv6Address) else value
             for name, value in asdict(generated_event.detail).items()
         }
+
+
+async def events_a_claim_reads(engine: AsyncEngine, claim: TextClause, arguments: str) -> dict[str, float]:
+    """Rows of events the claim's scan returned or filtered out, for a custom and a generic plan: EXPLAIN ANALYZE of
+    the statement as the driver sends it, prepared in SQL so that plan_cache_mode applies (it does claim)."""
+    sql = str(claim.compile(dialect=engine.dialect))
+    reads = {}
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute(f"PREPARE claim AS {sql}")
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await driver.execute(f"SET plan_cache_mode = {mode}")
+            # the engine's connections decode json
+            [explained] = await driver.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({arguments})")
+            reads[mode] = _rows_read_below_limit(explained["Plan"])
+        await driver.execute("DEALLOCATE claim; RESET plan_cache_mode")
+    return reads
+
+
+def _rows_read_below_limit(node: dict[str, Any], below_limit: bool = False) -> float:
+    below_limit = below_limit or node["Node Type"] == "Limit"
+    read = 0.0
+    if below_limit and node.get("Relation Name") == "events":
+        read += (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+    return read + sum(_rows_read_below_limit(child, below_limit) for child in node.get("Plans", []))
+
+
+async def test_a_claim_reads_the_events_it_takes_not_the_whole_cycle(engine: AsyncEngine) -> None:
+    """Whatever the statistics say: none yet (a fresh database, or autovacuum off), or taken when the whole cycle was
+    pending and stale once most of it is delivered. A plan that sorts the cycle's pending events, or walks the
+    primary key past the delivered ones, makes each claim cost the size of the cycle."""
+    cycle_id = await store_cycle(engine, Counts(0, 2_000, 0))
+    take_50 = f"'me', 0, {cycle_id}, 50"  # a lease of 0 s: each claim takes the same first 50 again
+    assert await events_a_claim_reads(engine, repository._CLAIM_OWN, take_50) == {
+        "force_custom_plan": 50, "force_generic_plan": 50
+    }  # fmt: skip
+    async with engine.begin() as connection:
+        await connection.execute(text("ANALYZE events"))
+        await connection.execute(
+            text("UPDATE events SET status = 'analysed' WHERE id < (SELECT min(id) + 1800 FROM events)")
+        )
+    assert await events_a_claim_reads(engine, repository._CLAIM_OWN, take_50) == {
+        "force_custom_plan": 50, "force_generic_plan": 50
+    }  # fmt: skip
 
 
 async def test_events_are_inserted_in_bulk_not_row_by_row(engine: AsyncEngine) -> None:
