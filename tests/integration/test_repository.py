@@ -121,7 +121,8 @@ async def test_a_claim_reads_the_events_it_takes_not_the_whole_cycle(engine: Asy
     pending and stale once most of it is delivered. A plan that sorts the cycle's pending events, or walks the
     primary key past the delivered ones, makes each claim cost the size of the cycle."""
     cycle_id = await store_cycle(engine, Counts(0, 2_000, 0))
-    take_50 = f"'me', 0, {cycle_id}, 50"  # a lease of 0 s: each claim takes the same first 50 again
+    # In the statement's order: owner, lease seconds (0: each claim takes the same first 50 again), cycle, limit.
+    take_50 = f"'me', 0, {cycle_id}, 50"
     assert await events_a_claim_reads(engine, repository._CLAIM_OWN, take_50) == {
         "force_custom_plan": 50, "force_generic_plan": 50
     }  # fmt: skip
