@@ -136,8 +136,10 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_kind_occurred_at", "kind", "occurred_at"),
         Index("ix_events_cycle_id_status", "cycle_id", "status"),
-        # The dispatcher's claim query walks only what is still waiting.
-        Index("ix_events_pending", "cycle_id", "id", postgresql_where=text("status = 'pending'")),
+        # What both claims walk, in claim order: a cycle's own pending events, earlier cycles' leftovers.
+        Index(
+            "ix_events_claimable", "cycle_id", "id", "status", postgresql_where=text("status IN ('pending', 'failed')")
+        ),
         CheckConstraint("delivery_count >= 0", name="delivery_count_non_negative"),
         # Room on each page for the row's next version: a claim changes only unindexed lease columns, and with
         # space beside the row PostgreSQL updates it in place (HOT) instead of adding an entry to every index.

@@ -249,9 +249,9 @@ _CLAIM = """
     ),
 )  # fmt: skip
 # A cycle's own new events. The cycle is a range of one, not `= :cycle_id`: with an equality PostgreSQL reads the
-# order (cycle_id, id) as (id), which the primary key gives too, and without fresh statistics it walked the key from
-# the cycle's first row, past every event already delivered, or sorted all the cycle's pending events, on each
-# claim (36 ms a claim at 100,000 events). Only ix_events_pending gives this order and can stop after `limit` rows.
+# order (cycle_id, id) as (id), which the primary key gives too, and with stale statistics it walked the key from the
+# cycle's first row past every event already delivered. Only ix_events_claimable gives this order, and the write
+# pool's planner settings (db.INDEX_WALKS_ONLY) leave it no plan but that walk, which stops after `limit` rows.
 _CLAIM_OWN = text(
     _CLAIM.format(
         scope="WHERE events.cycle_id >= :cycle_id AND events.cycle_id <= :cycle_id AND events.status = 'pending'"
@@ -279,7 +279,8 @@ async def claim(
 
     The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles. One
     statement, so one round trip and, in an autocommit session, its own transaction: under load every round
-    trip waits its turn on a busy event loop.
+    trip waits its turn on a busy event loop. In a session of the write pool (db.open_write_engine), whose planner
+    settings keep it a walk of ix_events_claimable that stops after `limit` rows, whatever the statistics say.
     """
     params = {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
     if backlog_max_attempts is None:
