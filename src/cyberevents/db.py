@@ -47,12 +47,14 @@ def embedded_postgres(data_dir: Path) -> Iterator[URL]:
         yield url.set(password=None)
 
 
-def _create_engine(url: URL, pool_size: int, settings: dict[str, str] | None = None, **options: Any) -> AsyncEngine:
+def _create_engine(
+    url: URL, pool_size: int, server_settings: dict[str, str] | None = None, **options: Any
+) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        connect_args={"server_settings": {"application_name": "cyberevents", **(settings or {})}},
+        connect_args={"server_settings": {"application_name": "cyberevents", **(server_settings or {})}},
         **options,
     )
 
