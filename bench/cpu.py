@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import DEFAULT_SERVER, _clean_env, _recreate, event_counts
+from bench.run import DEFAULT_SERVER, _recreate, event_counts, reference_agent
 from cyberevents import cli
 from cyberevents.dispatcher import Dispatcher, Scope, Tally
 from cyberevents.eventloop import run
@@ -56,11 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=_positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "cyberevents", "agent", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
-    )  # fmt: skip
-    assert agent.stdout is not None
     measured: dict[str, float] = {}
 
     def clocks() -> dict[str, float]:
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall": time.monotonic(),
             "cyberevents": time.process_time(),
             "postgres": postgres_cpu_seconds(),
-            "agent": cpu_seconds(agent.pid),
+            "agent": cpu_seconds(agent_pid),
         }
 
     own_dispatch = Dispatcher.dispatch
@@ -82,16 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         measured.update({name: spent - before[name] for name, spent in clocks().items()})
         return claimed
 
-    try:
+    with reference_agent() as (agent_pid, agent_url):
         os.environ.update(
-            DATABASE_URL=run(_recreate(server)), AGENT_URL=agent.stdout.readline().strip(),
-            DISPATCH_WORKERS=str(args.workers), LOG_LEVEL="WARNING",
+            DATABASE_URL=run(_recreate(server)), AGENT_URL=agent_url, DISPATCH_WORKERS=str(args.workers),
+            LOG_LEVEL="WARNING",
         )  # fmt: skip
         Dispatcher.dispatch = measured_dispatch  # type: ignore[method-assign]
         status = cli.main(["run-once", *event_counts(args.events)])
-    finally:
-        agent.terminate()
-        agent.communicate(timeout=10)
     if status != 0 or not measured:
         print(f"run-once did not dispatch the cycle to its end (exit {status}): nothing measured", file=sys.stderr)
         return status or 1

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -154,15 +156,24 @@ def event_counts(events: int) -> list[str]:
     return ["--login", str(login), "--firewall", str(events - login - patch), "--patch", str(patch)]
 
 
-def run_case(case: Case, server: str) -> Result:
-    database_url = run(_recreate(server))
+@contextmanager
+def reference_agent(latency_ms: float = 0.0) -> Iterator[tuple[int, str]]:
+    """A `cyberevents agent` process answering after `latency_ms`: yields its pid and analyse URL, stopped on exit."""
     agent = subprocess.Popen(
-        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", str(case.latency_ms)],
+        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
     )  # fmt: skip
     try:
         assert agent.stdout is not None
-        agent_url = agent.stdout.readline().strip()
+        yield agent.pid, agent.stdout.readline().strip()
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=10)
+
+
+def run_case(case: Case, server: str) -> Result:
+    database_url = run(_recreate(server))
+    with reference_agent(case.latency_ms) as (_, agent_url):
         env = _clean_env() | {
             "DATABASE_URL": database_url,
             "AGENT_URL": agent_url,
@@ -186,9 +197,6 @@ def run_case(case: Case, server: str) -> Result:
         if case.latency_ms == 0:  # the machine-bound case: measure the machine in the same run
             raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
             raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
-    finally:
-        agent.terminate()
-        agent.communicate(timeout=10)
     rss = usage.ru_maxrss / 1024
     return Result(case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db)
 
