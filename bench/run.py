@@ -94,6 +94,11 @@ RAW_REQUEST = json.dumps(
 ).encode()  # fmt: skip
 
 
+# The raw commit: one row, in a table with nothing but a primary key, as its own transaction.
+COMMITS_TABLE = "CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, note text)"
+COMMIT = "INSERT INTO bench_commits (note) VALUES ($1)"
+
+
 async def raw_http_rate(url: str, workers: int, requests: int) -> float:
     """Requests per second of a bare aiohttp client, `workers` in flight: the HTTP side's limit.
 
@@ -128,14 +133,14 @@ async def raw_commit_rate(dsn: str, workers: int, commits: int) -> float:
     try:
         for _ in range(workers):  # each one kept as soon as it opens, so that a failed connect closes the rest
             connections.append(await asyncpg.connect(dsn))
-        await connections[0].execute("CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, note text)")
+        await connections[0].execute(COMMITS_TABLE)
         left = commits
 
         async def worker(connection: asyncpg.Connection) -> None:
             nonlocal left
             while left > 0:
                 left -= 1
-                await connection.execute("INSERT INTO bench_commits (note) VALUES ($1)", str(left))
+                await connection.execute(COMMIT, str(left))
 
         started = time.monotonic()
         await asyncio.gather(*(worker(connection) for connection in connections))

@@ -290,7 +290,7 @@ async def claim(
     return [Delivery(event_id, uid, EventKind(kind), body.encode()) for event_id, uid, kind, body in rows]
 
 
-async def _in_own_session(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:
+async def in_own_session(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:
     """One statement in a session of its own, on the session's asyncpg connection: opened, run and closed in one
     greenlet.
 
@@ -343,7 +343,7 @@ async def record_analysis(
     statement, hence one transaction in an autocommit session. False when the event already had a verdict (a
     redelivery): the first one stays.
     """
-    return bool(await _in_own_session(sessions, _RECORD_ANALYSIS, event_id, severity, score, summary, raw, attempts))
+    return bool(await in_own_session(sessions, _RECORD_ANALYSIS, event_id, severity, score, summary, raw, attempts))
 
 
 _RECORD_FAILURE = """
@@ -365,7 +365,7 @@ async def record_failure(
 
     In a session of its own, like a verdict. An event already analysed stays analysed. Returns the event's status.
     """
-    status = await _in_own_session(sessions, _RECORD_FAILURE, event_id, error[:2000], attempts, max_attempts)
+    status = await in_own_session(sessions, _RECORD_FAILURE, event_id, error[:2000], attempts, max_attempts)
     return EventStatus(status) if status is not None else EventStatus.ANALYSED
 
 
