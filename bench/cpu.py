@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import DEFAULT_SERVER, _recreate, event_counts, reference_agent
+from bench.run import DEFAULT_SERVER, _recreate, event_counts, positive, reference_agent
 from cyberevents import cli
 from cyberevents.dispatcher import Dispatcher, Scope, Tally
 from cyberevents.eventloop import run
@@ -43,16 +43,10 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=_positive, default=10_000, metavar="N", help="events (default 10,000)")
-    parser.add_argument("--workers", type=_positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
+    parser.add_argument("--events", type=positive, default=10_000, metavar="N", help="events (default 10,000)")
+    parser.add_argument("--workers", type=positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     measured: dict[str, float] = {}

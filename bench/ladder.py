@@ -38,6 +38,7 @@ from bench.run import (
     DEFAULT_SERVER,
     RAW_REQUEST,
     Case,
+    positive,
     reference_agent,
     run_case,
 )
@@ -130,12 +131,10 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000, metavar="N", help="events (default 10,000)")
-    parser.add_argument("--workers", type=int, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
-    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="runs, medians shown (default 3)")
+    parser.add_argument("--events", type=positive, default=10_000, metavar="N", help="events (default 10,000)")
+    parser.add_argument("--workers", type=positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
+    parser.add_argument("--repeat", type=positive, default=3, metavar="R", help="runs, medians shown (default 3)")
     args = parser.parse_args(argv)
-    if min(args.events, args.workers, args.repeat) < 1:
-        parser.error("--events, --workers and --repeat take positive whole numbers")
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     database_url = to_asyncpg_url(server).set(database=BENCH_DB).render_as_string(hide_password=False)
     shares: dict[str, list[float]] = {name: [] for name in (*LAYERS, SERVICE)}
@@ -146,19 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         service = run_case(Case(args.events, args.workers, 0.0), server)
         assert service.raw_http is not None and service.raw_db is not None
         limit = min(service.raw_http, service.raw_db)
-        measured = {SERVICE: service.rate}
+        print(f"  raw HTTP {service.raw_http:.0f}/s, raw DB {service.raw_db:.0f}/s", file=sys.stderr, flush=True)
         with reference_agent() as (_, agent_url):
-            for layer in LAYERS:
-                measured[layer] = run(layer_rate(layer, agent_url, database_url, args.workers))
-        for name, rate in measured.items():
-            rates[name].append(rate)
-            shares[name].append(rate / limit)
-        print(
-            f"  raw HTTP {service.raw_http:.0f}/s, raw DB {service.raw_db:.0f}/s; "
-            + ", ".join(f"{name}: {rate:.0f}/s = {rate / limit:.2f}" for name, rate in measured.items()),
-            file=sys.stderr,
-            flush=True,
-        )
+            for name in (*LAYERS, SERVICE):
+                rate = service.rate if name == SERVICE else run(layer_rate(name, agent_url, database_url, args.workers))
+                rates[name].append(rate)
+                shares[name].append(rate / limit)
+                print(f"  {name}: {rate:.0f}/s = {rate / limit:.2f}", file=sys.stderr, flush=True)
     print(f"N={args.events} W={args.workers}, medians of {args.repeat} runs\n")
     print("| layer | deliveries/s | ÷ min(raw) | range of ÷ min(raw) |\n|---|---|---|---|")
     for name in (*LAYERS, SERVICE):

@@ -248,12 +248,21 @@ def _maybe(rate: float | None) -> str:
     return "–" if rate is None else f"{rate:.0f}"
 
 
+def positive(text: str) -> int:
+    """argparse's type for counts: a positive whole number, or a one-line error."""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--case", action="append", metavar="N,W,L_MS", help=f"a case (default: {' '.join(DEFAULT_CASES)})"
     )
-    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per case, medians shown (default 3)")
+    parser.add_argument(
+        "--repeat", type=positive, default=3, metavar="R", help="runs per case, medians shown (default 3)"
+    )
     args = parser.parse_args(argv)
     chosen = args.case or DEFAULT_CASES
     cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
