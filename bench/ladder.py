@@ -36,6 +36,7 @@ from bench.run import (
     COMMIT,
     COMMITS_TABLE,
     DEFAULT_SERVER,
+    JSON_HEADERS,
     RAW_REQUEST,
     Case,
     positive,
@@ -53,7 +54,6 @@ from cyberevents.settings import to_asyncpg_url
 
 LAYERS = ("request + commit", "+ own AsyncSession", "+ verdict statement", "+ agent client")
 SERVICE = "cyberevents run-once"
-JSON = {"Content-Type": "application/json"}
 
 
 async def _pending_again(dsn: str) -> list[asyncpg.Record]:
@@ -88,7 +88,7 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
             own.extend([await asyncpg.connect(dsn) for _ in range(workers)])
 
         async def post() -> bytes:
-            async with http.post(agent_url, data=RAW_REQUEST, headers=JSON) as response:
+            async with http.post(agent_url, data=RAW_REQUEST, headers=JSON_HEADERS) as response:
                 return await response.read()
 
         async def record(event_id: int, verdict: Verdict, raw: str) -> None:

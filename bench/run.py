@@ -94,6 +94,7 @@ RAW_REQUEST = json.dumps(
 ).encode()  # fmt: skip
 
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 # The raw commit: one row, in a table with nothing but a primary key, as its own transaction.
 COMMITS_TABLE = "CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY, note text)"
 COMMIT = "INSERT INTO bench_commits (note) VALUES ($1)"
@@ -113,7 +114,7 @@ async def raw_http_rate(url: str, workers: int, requests: int) -> float:
             nonlocal left
             while left > 0:
                 left -= 1
-                async with http.post(url, data=RAW_REQUEST, headers={"Content-Type": "application/json"}) as r:
+                async with http.post(url, data=RAW_REQUEST, headers=JSON_HEADERS) as r:
                     await r.read()
 
         started = time.monotonic()

@@ -103,6 +103,8 @@ class ThreadFreeEventLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
+        """Refuses: asyncio's default executor is a thread pool. Overridden so that a library's hidden executor call
+        fails loudly here instead of quietly starting an OS thread; nothing in cyberevents calls it."""
         raise RuntimeError(f"cyberevents runs without threads: refusing to run {func!r} in an executor")
 
 
