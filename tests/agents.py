@@ -57,3 +57,40 @@ async def recording_agent(
         yield agent
     finally:
         await runner.cleanup()
+
+
+@dataclass
+class RawAgent:
+    """A TCP server that answers each request with whatever bytes it is given: any status line, header or framing.
+
+    `answer` builds the response from the request's Authorization header, so an agent can echo it back.
+    """
+
+    answer: Callable[[str], bytes] = lambda authorization: b"HTTP/1.1 204 No Content\r\n\r\n"
+    url: str = ""
+    requests: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line)
+            await reader.readexactly(int(headers.get("Content-Length", "0")))
+            self.requests += 1
+            writer.write(self.answer(headers.get("Authorization", "")))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def raw_agent() -> AsyncIterator[RawAgent]:
+    agent = RawAgent()
+    server = await asyncio.start_server(agent.handle, "127.0.0.1", 0)
+    agent.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/analyse"
+    try:
+        yield agent
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -8,6 +8,7 @@ is too large) are not: retrying would get the same answer.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -46,7 +47,8 @@ class Answer:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date; None if absent or unreadable."""
+    """Retry-After as seconds between 0 and MAX_RETRY_AFTER: a number of seconds or an HTTP date; None if absent
+    or unreadable. Never NaN or infinite: one such wait in the loop's timer heap stops every other timer."""
     if not value:
         return None
     try:
@@ -54,8 +56,10 @@ def retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         try:
             seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
@@ -74,13 +78,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
-def _backoff(exc: Exception) -> bool | float:
-    """stamina's hook: retry transient failures, after the agent's Retry-After when it gave one."""
-    if not isinstance(exc, AgentError) or not exc.transient:
-        return False
-    return exc.retry_after if exc.retry_after is not None else True
-
-
 class AgentClient:
     """Posts events to the agent over keep-alive connections, as many at once as there are workers."""
 
@@ -94,6 +91,7 @@ class AgentClient:
         max_retries: int = 0,
         backoff_seconds: float = 0.5,
         verify_tls: bool = True,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self.url = url
         self._workers = workers
@@ -103,6 +101,7 @@ class AgentClient:
             self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._attempts, self._backoff_seconds = max_retries + 1, backoff_seconds
         self._verify_tls = verify_tls
+        self._max_retry_after = max_retry_after
         if not verify_tls and url.startswith("https:"):
             log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
@@ -136,7 +135,7 @@ class AgentClient:
         attempts = 1
         try:
             async for attempt in stamina.retry_context(
-                on=_backoff,
+                on=self._backoff,
                 attempts=self._attempts,
                 timeout=None,
                 wait_initial=self._backoff_seconds,
@@ -154,19 +153,25 @@ class AgentClient:
             raise
         return Answer(verdict, raw, attempts)
 
+    def _backoff(self, exc: Exception) -> bool | float:
+        """stamina's hook: retry transient failures, after the agent's Retry-After (capped) when it gave one."""
+        if not isinstance(exc, AgentError) or not exc.transient:
+            return False
+        return min(exc.retry_after, self._max_retry_after) if exc.retry_after is not None else True
+
     async def _post(self, delivery: Delivery) -> tuple[Verdict, str]:
+        """One request; whatever the agent sends back, a verdict or an AgentError for this event alone."""
         assert self._session is not None, "AgentClient used outside `async with`"
         headers = self._headers | {IDEMPOTENCY_HEADER: str(delivery.uid)}
         try:
-            async with self._session.post(self.url, data=delivery.body, headers=headers) as response:
+            # No redirects: followed, a 303 turns the POST into a bodiless GET, and the verdict of whatever server it
+            # lands on would be stored for an event that server never saw; a 307 sends the event to any host named.
+            async with self._session.post(
+                self.url, data=delivery.body, headers=headers, allow_redirects=False
+            ) as response:
                 body = await _read_capped(response)
                 if response.status != 200:
-                    snippet = body[:200].decode(errors="replace").strip().replace("\n", " ")
-                    raise AgentError(
-                        f"agent answered HTTP {response.status}: {snippet}",
-                        transient=response.status in RETRIED_STATUSES,
-                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-                    )
+                    raise _refusal(response, body)
                 return parse_verdict(body)
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None
@@ -174,3 +179,22 @@ class AgentClient:
             raise AgentError(f"agent did not answer within {self._timeout.total:g}s", transient=True) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise AgentError(f"agent unreachable: {exc or type(exc).__name__}", transient=True) from None
+        except AgentError:
+            raise
+        except Exception as exc:  # a response no rule above foresaw is still this event's failure, not the cycle's
+            log.debug("Unreadable agent response", exc_info=True)
+            raise AgentError(f"agent response unreadable: {type(exc).__name__}: {exc}", transient=False) from None
+
+
+def _refusal(response: aiohttp.ClientResponse, body: bytes) -> AgentError:
+    """Any status but 200 is a failed delivery; the message shows the start of the body, or where a redirect led."""
+    if 300 <= response.status < 400:
+        location = response.headers.get("Location", "no Location")[:200]
+        detail = f"redirect to {location} (the protocol takes no redirects)"
+    else:
+        detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+    return AgentError(
+        f"agent answered HTTP {response.status}: {detail}",
+        transient=response.status in RETRIED_STATUSES,
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+    )

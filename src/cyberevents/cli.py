@@ -24,12 +24,13 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
 from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
-from .db import describe, driver_error, open_engine, session_factory
+from .db import describe, driver_error, one_line, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind
 from .progress import Progress
+from .redaction import Redactor
 from .resources import MAIN_POOL_SIZE, ensure_schema, open_resources
 from .service import graceful_stop, run_daemon
 from .settings import ConfigError, Settings, load_settings
@@ -44,9 +45,7 @@ class DatabaseError(Exception):
 
 
 def _database_error(exc: BaseException, settings: Settings) -> DatabaseError:
-    cause = driver_error(exc)
-    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return DatabaseError(f"database at {describe(settings.sqlalchemy_url)}: {detail}")
+    return DatabaseError(f"database at {describe(settings.sqlalchemy_url)}: {one_line(driver_error(exc))}")
 
 
 async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -286,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, Redactor(settings.secret_values()))
         try:
             return run(handler(args, settings))
         except (OSError, DBAPIError) as exc:

@@ -121,6 +121,11 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's first line, or its type's name when it has no message."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 # What the socket or asyncpg raise themselves when the connection, not the statement, failed. The verdict
 # writes run on the driver connection directly, so these reach the dispatcher unwrapped by SQLAlchemy.
 _DRIVER_CONNECTION_ERRORS = (

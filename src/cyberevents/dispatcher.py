@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from . import repository
 from .agent_client import AgentClient, AgentError, Answer
 from .breaker import CircuitBreaker
-from .db import database_unavailable, driver_error
+from .db import database_unavailable, driver_error, one_line
 from .metrics import Metrics
 from .models import EventKind, EventStatus
 from .protocol import Delivery
+from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Dispatcher:
     owner: str
     lease_seconds: float
     max_attempts: int
+    redact: Redactor
     metrics: Metrics | None = None
 
     @property
@@ -314,7 +316,24 @@ class Dispatcher:
         """Write the outcome in this task's own session, as one statement (one transaction), retried through a
         database outage; None if the database stayed away (the event stays pending, delivered again later).
 
-        The first try runs outside stamina, whose set-up costs more CPU than the write; only a failed
+        A verdict the database refuses to store (a number out of jsonb's range, say) is that event's failure, with
+        the database's reason: one answer never stops the cycle, nor any later one.
+        """
+        try:
+            return await self._write_through_outage(delivery, outcome, connections)
+        except Exception as exc:
+            if isinstance(outcome, AgentError):
+                log.error("Event %d: could not record its failure (%s); it stays pending", delivery.event_id, exc)
+                return None
+            refused = AgentError(f"the database refused its verdict: {one_line(driver_error(exc))}", transient=False)
+            refused.attempts = outcome.attempts
+            log.warning("Event %d failed: %s", delivery.event_id, refused)
+            return await self._record(delivery, refused, connections)
+
+    async def _write_through_outage(
+        self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
+    ) -> EventStatus | None:
+        """The first try runs outside stamina, whose set-up costs more CPU than the write; only a failed
         connection brings the retry machinery in."""
         try:
             return await self._write(delivery, outcome, connections)
@@ -341,8 +360,9 @@ class Dispatcher:
         async with connections:  # the task's own session, opened by the repository for this one statement
             if isinstance(outcome, AgentError):
                 return await repository.record_failure(
-                    self.writes, delivery.event_id, str(outcome), outcome.attempts, self.max_attempts
-                )
+                    self.writes, delivery.event_id, self.redact.storable(str(outcome)), outcome.attempts,
+                    self.max_attempts,
+                )  # fmt: skip
             await repository.record_analysis(
                 self.writes, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
                 outcome.verdict.summary, outcome.raw, outcome.attempts,

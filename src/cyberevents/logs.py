@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import stamina.instrumentation
 
+from .redaction import RedactingFormatter, Redactor
+
 log = logging.getLogger("cyberevents.retry")
 
 
@@ -35,12 +37,12 @@ def log_retries() -> None:
     stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
+def configure_logging(level: str, fmt: str = "text", redact: Redactor | None = None) -> None:
+    """Log lines to stderr, every one redacted of the secrets `redact` knows."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    formatter = JsonFormatter() if fmt == "json" else text
+    handler.setFormatter(RedactingFormatter(formatter, redact or Redactor(())))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     log_retries()
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING

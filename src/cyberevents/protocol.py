@@ -56,9 +56,13 @@ class InvalidVerdict(ValueError):
     """The agent answered, but not with a verdict this protocol accepts."""
 
 
-# `\u0000` escaped in a JSON string (an even run of backslashes before it is text, not an escape): PostgreSQL
-# stores no NUL character, in text or in jsonb.
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# Escapes in a JSON string that PostgreSQL cannot store, in text or in jsonb: `\u0000` (NUL), and a UTF-16
+# surrogate that is not half of a pair. An even run of backslashes before one is text, not an escape.
+_UNSTORABLE_ESCAPE = re.compile(
+    r"(?<!\\)(?:\\\\)*"
+    r"(?:\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})",
+    re.IGNORECASE,
+)
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -83,8 +87,9 @@ def parse_verdict(payload: bytes) -> tuple[Verdict, str]:
         raise InvalidVerdict("response is not JSON this service accepts: nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidVerdict(f"response is a JSON {type(raw).__name__}, not an object")
-    if "\\u0000" in text and _NUL_ESCAPE.search(text):  # the substring test is far cheaper than the pattern
-        raise InvalidVerdict("response contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    if "\\u" in text and (escape := _UNSTORABLE_ESCAPE.search(text)):  # the substring test is far cheaper
+        unstorable = "a NUL character" if escape[0].endswith("0000") else "a lone UTF-16 surrogate"
+        raise InvalidVerdict(f"response contains {unstorable} ({escape[0][-6:]}), which PostgreSQL cannot store")
     try:
         return Verdict.model_validate(raw), text
     except ValidationError as exc:

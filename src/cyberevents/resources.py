@@ -22,6 +22,7 @@ from .breaker import CircuitBreaker
 from .db import driver_error, open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
 from .metrics import Metrics
+from .redaction import Redactor
 from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,16 @@ async def open_resources(
             open_write_engine(engine, pool_size=write_connections_for(settings.dispatch_workers))
         )
         sessions = session_factory(engine)
-        breaker = CircuitBreaker(settings.agent_circuit_cooldown_seconds)
         dispatcher = Dispatcher(
-            sessions, session_factory(write_engine), agent, breaker, settings.dispatch_workers,
-            process_owner(), settings.lease_seconds, settings.max_attempts, metrics,
-        )  # fmt: skip
+            sessions=sessions,
+            writes=session_factory(write_engine),
+            agent=agent,
+            breaker=CircuitBreaker(settings.agent_circuit_cooldown_seconds),
+            workers=settings.dispatch_workers,
+            owner=process_owner(),
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            redact=Redactor(settings.secret_values()),
+            metrics=metrics,
+        )
         yield Resources(settings, engine, write_engine, sessions, agent, dispatcher)

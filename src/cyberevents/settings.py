@@ -33,6 +33,8 @@ class ConfigError(Exception):
 
 def to_asyncpg_url(raw: str) -> URL:
     """Turn the PostgreSQL URL forms people paste into SQLAlchemy's asyncpg form."""
+    if raw.partition("?")[0].count("@") > 1:  # the tail of the password would be read as the host: show none of it
+        raise ValueError("more than one '@' before the host: percent-encode an '@' in the user or password as %40")
     try:
         url = make_url(raw.strip())
     except ArgumentError:
@@ -176,6 +178,12 @@ class Settings(BaseSettings):
         slots = CronSim(self.schedule, datetime.now(self.zone))
         first = next(slots)
         return (next(slots) - first) * 0.9
+
+    def secret_values(self) -> list[str]:
+        """The secrets no log line or stored text may show: the agent token and the database password."""
+        password = self.sqlalchemy_url.password if self.sqlalchemy_url is not None else None
+        token = self.agent_token.get_secret_value() if self.agent_token is not None else None
+        return [secret for secret in (token, password) if secret]
 
     @property
     def sqlalchemy_url(self) -> URL | None:
