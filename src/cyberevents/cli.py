@@ -28,7 +28,7 @@ from .db import describe, driver_error, one_line, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
-from .models import CycleOutcome, EventKind
+from .models import CycleOutcome, EventKind, EventStatus
 from .progress import Progress
 from .redaction import Redactor
 from .resources import MAIN_POOL_SIZE, ensure_schema, open_resources
@@ -60,7 +60,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
     async with open_engine(settings, pool_size=1) as engine:
-        found = await report.gather(engine, describe(settings.sqlalchemy_url))
+        found = await report.gather(engine, describe(settings.sqlalchemy_url), settings.max_attempts)
     print(report.render(found))
     return 0 if found.at_head else 1
 
@@ -121,11 +121,14 @@ def result_json(result: CycleResult) -> dict[str, Any]:
 
 
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
+    statuses = [EventStatus(status) for status in args.status]
+    kind = EventKind(args.kind) if args.kind else None
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
         async with session_factory(engine)() as session, session.begin():
-            count = await repository.requeue(session, EventKind(args.kind) if args.kind else None, args.id or ())
-    print(f"requeued {count} dead-lettered events; the next cycle delivers them again")
+            count = await repository.requeue(session, "cyberevents requeue", statuses, kind, args.id or ())
+    which = " or ".join(status.value.replace("_", "-") for status in statuses)
+    print(f"requeued {count} {which} events; the next cycle delivers them again")
     return 0
 
 
@@ -236,7 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
     agent.set_defaults(handler=_agent)
 
-    requeue = commands.add_parser("requeue", help="put dead-lettered events back in the queue")
+    requeue = commands.add_parser(
+        "requeue", help="put dead-lettered (or failed, or pending) events back in the queue with a fresh budget"
+    )
+    requeue.add_argument(
+        "--status",
+        nargs="+",
+        default=[EventStatus.DEAD_LETTERED.value],
+        choices=[EventStatus.DEAD_LETTERED.value, EventStatus.FAILED.value, EventStatus.PENDING.value],
+        help="which events (default dead_lettered); never one a live process is delivering",
+    )
     requeue.add_argument("--kind", choices=[kind.value for kind in EventKind], help="only events of this kind")
     requeue.add_argument("--id", type=int, nargs="+", help="only these event ids")
     requeue.set_defaults(handler=_requeue)

@@ -162,8 +162,15 @@ async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[rep
 
 
 async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest, backlog: Tally) -> None:
-    """First, earlier cycles' leftovers: what they, or a process that died, left undelivered."""
+    """First, earlier cycles' leftovers: what they, or a process that died, left undelivered; those no claim will
+    take again are dead-lettered, so that nothing waits as pending for good."""
     settings = resources.settings
+    async with resources.sessions() as session, session.begin():
+        dead = await repository.dead_letter_undeliverable(session, resources.dispatcher.claimant)
+    if dead:
+        log.warning(
+            "Dead-lettered %d earlier events at MAX_ATTEMPTS=%d (see their last_error)", dead, settings.max_attempts
+        )
     await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, scope="backlog")
     if backlog.total:
         dead = sum(kind.dead_lettered for kind in backlog.kinds.values())
@@ -194,7 +201,7 @@ async def _generate_and_dispatch(
 
 async def _helpers_at_work(resources: Resources, cycle_id: int) -> bool:
     async with resources.sessions() as session:
-        _, held_by_others = await repository.cycle_progress(session, cycle_id, resources.dispatcher.owner)
+        _, held_by_others = await repository.cycle_progress(session, cycle_id, resources.dispatcher.claimant.owner)
     return held_by_others > 0
 
 

@@ -27,6 +27,7 @@ from . import repository
 from .agent_client import AgentClient, AgentError, Answer
 from .breaker import CircuitBreaker
 from .db import database_unavailable, driver_error, one_line
+from .liveness import Liveness
 from .metrics import Metrics
 from .models import EventKind, EventStatus
 from .protocol import Delivery
@@ -155,9 +156,8 @@ class Dispatcher:
     agent: AgentClient
     breaker: CircuitBreaker
     workers: int
-    owner: str
-    lease_seconds: float
-    max_attempts: int
+    claimant: repository.Claimant  # this process's name, liveness lock and limits, on every claim
+    liveness: Liveness
     redact: Redactor
     metrics: Metrics | None = None
 
@@ -215,7 +215,7 @@ class Dispatcher:
             for cycle_id in running:
                 claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
                 async with self.sessions() as session, session.begin():
-                    pending, _ = await repository.cycle_progress(session, cycle_id, self.owner)
+                    pending, _ = await repository.cycle_progress(session, cycle_id, self.claimant.owner)
                     # Only looks at the lock: taking it, even briefly, could turn away a replica starting a cycle.
                     if pending == 0 and claimed == 0 and not await repository.cycle_lock_held(session):
                         await repository.close_abandoned_cycles(session, cycle_id)
@@ -242,11 +242,11 @@ class Dispatcher:
         terminated backend) for as long as a verdict's write would be; a statement that fails is not retried."""
         async for attempt in through_outage():
             with attempt:
+                await self.liveness.ensure()  # a claim names the lock: it must be held, or the claim is anyone's
                 async with self.writes() as session:  # one statement: its own transaction
                     return await repository.claim(
-                        session, cycle_id, self.owner, self.batch_size, self.lease_seconds,
-                        backlog_max_attempts=self.max_attempts if scope == "backlog" else None,
-                    )  # fmt: skip
+                        session, cycle_id, self.claimant, self.batch_size, backlog=scope == "backlog"
+                    )
         raise AssertionError("stamina retries until it returns or raises")
 
     async def _release_leases(self, after: asyncio.Task[list[Delivery]] | None) -> None:
@@ -257,7 +257,7 @@ class Dispatcher:
                 after.exception()  # if it failed, so did the database: the claim that was awaited reported it
         try:
             async with self.sessions() as session, session.begin():
-                released = await repository.release_leases(session, self.owner)
+                released = await repository.release_leases(session, self.claimant.owner)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -361,7 +361,7 @@ class Dispatcher:
             if isinstance(outcome, AgentError):
                 return await repository.record_failure(
                     self.writes, delivery.event_id, self.redact.storable(str(outcome)), outcome.attempts,
-                    self.max_attempts,
+                    self.claimant.max_attempts,
                 )  # fmt: skip
             await repository.record_analysis(
                 self.writes, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,

@@ -141,6 +141,7 @@ class Event(Base):
             "ix_events_claimable", "cycle_id", "id", "status", postgresql_where=text("status IN ('pending', 'failed')")
         ),
         CheckConstraint("delivery_count >= 0", name="delivery_count_non_negative"),
+        CheckConstraint("lost_deliveries >= 0", name="lost_deliveries_non_negative"),
         # Room on each page for the row's next version: a claim changes only unindexed lease columns, and with
         # space beside the row PostgreSQL updates it in place (HOT) instead of adding an entry to every index.
         {"postgresql_with": {"fillfactor": EVENTS_FILLFACTOR}},
@@ -154,12 +155,16 @@ class Event(Base):
     status: Mapped[EventStatus] = mapped_column(
         _text_enum(EventStatus, "event_status"), server_default=EventStatus.PENDING.value
     )
-    delivery_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # cycles that sent it
+    delivery_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # deliveries with an outcome
+    # Claims taken over from an owner that never recorded an outcome (it died, or its lease expired).
+    lost_deliveries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # HTTP requests, retries included
     last_error: Mapped[str | None] = mapped_column(Text)
-    # A claim: which dispatcher holds the event and until when; an expired lease may be taken over.
+    # A claim: which dispatcher holds the event, until when, and the session advisory lock that proves it alive.
+    # A claim whose lease expired, or whose owner's lock is gone, may be taken over.
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_lock: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

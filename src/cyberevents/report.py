@@ -21,13 +21,15 @@ class DatabaseReport:
     events: dict[tuple[str, str], int]
     analyses: dict[str, int]
     cycles: list[repository.CycleSummary]
+    max_attempts: int = 0
+    undeliverable: int = 0
 
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
 
 
-async def gather(engine: AsyncEngine, location: str) -> DatabaseReport:
+async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> DatabaseReport:
     """Read everything check-db shows; tables are only queried once the schema is at head."""
     revision, head = await migrations.current_revision(engine), migrations.head_revision()
     async with session_factory(engine)() as session:
@@ -42,6 +44,8 @@ async def gather(engine: AsyncEngine, location: str) -> DatabaseReport:
             await repository.events_by_kind_and_status(session),
             await repository.analyses_by_severity(session),
             await repository.recent_cycles(session, limit=10),
+            max_attempts,
+            await repository.undeliverable(session, max_attempts),
         )
 
 
@@ -76,6 +80,12 @@ def render(report: DatabaseReport) -> str:
         for kind in EventKind:
             counts = [report.events.get((kind.value, s.value), 0) for s in statuses]
             lines.append("  " + f"{kind.value:<10}" + "".join(f"{c:>14}" for c in counts) + f"{sum(counts):>10}")
+
+    if report.undeliverable:
+        lines.append(
+            f"undeliverable: {report.undeliverable} pending or failed events at MAX_ATTEMPTS={report.max_attempts}; "
+            "the next cycle dead-letters them (`requeue --status dead_lettered` then gives them a fresh budget)"
+        )
 
     analysed = sum(report.analyses.values())
     by_severity = ", ".join(f"{s.value} {report.analyses.get(s.value, 0)}" for s in Severity)

@@ -214,15 +214,46 @@ async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSumm
 # (to_jsonb of the whole row, so every field an analyst sees reaches the agent and nothing else: the ground
 # truth lives in a table of its own). Encoding it here spares the dispatcher a JSON encoding per event, and the
 # claim the conversion of every detail column to Python and back.
-_CLAIM = """
+# The liveness locks of the processes alive now: each holds one for as long as it runs (Liveness), and names it on
+# every claim it takes, so that a dead owner's claims are taken over at once instead of when their leases expire.
+LIVENESS_LOCK_SPACE = 0x63796265  # the first key of the two-key advisory locks; the second is the process's own
+_LIVE_LOCKS = f"""
+    SELECT objid::bigint FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = {LIVENESS_LOCK_SPACE}
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+# A claim that may be taken: none, an expired one, or one whose owner (not this process) is dead.
+_CLAIMABLE = f"""
+    (events.lease_expires_at IS NULL OR events.lease_expires_at < now()
+     OR (events.lease_owner <> :owner AND events.lease_lock IS NOT NULL
+         AND events.lease_lock::bigint NOT IN ({_LIVE_LOCKS})))
+"""
+# The request body each claimed event is sent as, built by PostgreSQL from the event's row and its detail row
+# (to_jsonb of the whole row, so every field an analyst sees reaches the agent and nothing else: the ground
+# truth lives in a table of its own). Encoding it here spares the dispatcher a JSON encoding per event, and the
+# claim the conversion of every detail column to Python and back. One primary-key lookup per event for its
+# details, whatever the planner believes of the tables' sizes. An event still leased when claimed was lost by its
+# owner: counted, and no longer claimed once MAX_ATTEMPTS such claims were lost (dead_letter_undeliverable).
+_DETAILS = " ".join(
+    f"WHEN '{kind.value}' THEN (SELECT to_jsonb({table.name}) FROM {table.name} WHERE event_id = claimed.id)"
+    for kind, table in DETAIL_TABLES.items()
+)
+
+
+# Claims an event has lost, the one its (dead or expired) lease still stands for included.
+_LOST = "(events.lost_deliveries + (events.lease_owner IS NOT NULL)::int)"
+
+
+def _claim_statement(scope: str) -> str:
+    return f"""
     WITH claimed AS (
-        UPDATE events SET lease_owner = :owner,
+        UPDATE events SET lease_owner = :owner, lease_lock = :lock,
                           lease_expires_at = now() + make_interval(secs => :lease_seconds),
-                          delivery_count = delivery_count + 1
+                          lost_deliveries = lost_deliveries + (lease_owner IS NOT NULL)::int
         WHERE id IN (
             SELECT events.id FROM events
             {scope}
-              AND (events.lease_expires_at IS NULL OR events.lease_expires_at < now())
+              AND {_CLAIMABLE} AND {_LOST} < :max_attempts
             ORDER BY events.cycle_id, events.id
             LIMIT :limit
             FOR UPDATE OF events SKIP LOCKED
@@ -235,59 +266,96 @@ _CLAIM = """
                'event_id', claimed.id,
                'event', jsonb_build_object('occurred_at', to_char(claimed.occurred_at AT TIME ZONE 'UTC',
                                                                   'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
-                        || (CASE claimed.kind {details} END - 'event_id')
+                        || (CASE claimed.kind {_DETAILS} END - 'event_id')
            )::text AS body
     FROM claimed
     ORDER BY claimed.id
-""".format(
-    scope="{scope}",
-    # One primary-key lookup per event, whatever the planner believes of the tables' sizes: joins were planned as
-    # sequential scans of every detail table, all cycles' rows, on each claim (10 ms a claim at 10,000 events).
-    details=" ".join(
-        f"WHEN '{kind.value}' THEN (SELECT to_jsonb({table.name}) FROM {table.name} WHERE event_id = claimed.id)"
-        for kind, table in DETAIL_TABLES.items()
-    ),
-)  # fmt: skip
+    """
+
+
 # A cycle's own new events. The cycle is a range of one, not `= :cycle_id`: with an equality PostgreSQL reads the
 # order (cycle_id, id) as (id), which the primary key gives too, and with stale statistics it walked the key from the
 # cycle's first row past every event already delivered. Only ix_events_claimable gives this order, and the write
 # pool's planner settings (db.INDEX_WALKS_ONLY) leave it no plan but that walk, which stops after `limit` rows.
 _CLAIM_OWN = text(
-    _CLAIM.format(
-        scope="WHERE events.cycle_id >= :cycle_id AND events.cycle_id <= :cycle_id AND events.status = 'pending'"
+    _claim_statement(
+        "WHERE events.cycle_id >= :cycle_id AND events.cycle_id <= :cycle_id AND events.status = 'pending'"
     )
 )
 # Earlier cycles' leftovers: pending or failed, under MAX_ATTEMPTS, of cycles no live process is running.
 _CLAIM_BACKLOG = text(
-    _CLAIM.format(
-        scope="""JOIN cycles ON cycles.id = events.cycle_id
+    _claim_statement(
+        """JOIN cycles ON cycles.id = events.cycle_id
         WHERE events.cycle_id < :cycle_id AND cycles.outcome <> 'running'
           AND events.status IN ('pending', 'failed') AND events.delivery_count < :max_attempts"""
     )
 )
 
 
-async def claim(
-    session: AsyncSession,
-    cycle_id: int,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    backlog_max_attempts: int | None = None,
-) -> list[Delivery]:
-    """Lease up to `limit` events to `owner`, each as the request it is delivered in, skipping what others hold.
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """Who claims: the owner's name on its leases, its liveness lock, and the limits its claims keep."""
 
-    The cycle's own pending events; or, given `backlog_max_attempts`, the leftovers of earlier cycles. One
-    statement, so one round trip and, in an autocommit session, its own transaction: under load every round
-    trip waits its turn on a busy event loop. In a session of the write pool (db.open_write_engine), whose planner
-    settings keep it a walk of ix_events_claimable that stops after `limit` rows, whatever the statistics say.
+    owner: str
+    lock: int
+    lease_seconds: float
+    max_attempts: int
+
+
+async def claim(
+    session: AsyncSession, cycle_id: int, claimant: Claimant, limit: int, backlog: bool = False
+) -> list[Delivery]:
+    """Lease up to `limit` events to `claimant`, each as the request it is delivered in, skipping what others hold.
+
+    The cycle's own pending events; or, with `backlog`, the leftovers of earlier cycles. One statement, so one
+    round trip and, in an autocommit session, its own transaction: under load every round trip waits its turn on a
+    busy event loop. In a session of the write pool (db.open_write_engine), whose planner settings keep it a walk of
+    ix_events_claimable that stops after `limit` rows, whatever the statistics say.
     """
-    params = {"owner": owner, "lease_seconds": lease_seconds, "cycle_id": cycle_id, "limit": limit}
-    if backlog_max_attempts is None:
-        rows = await session.execute(_CLAIM_OWN, params)
-    else:
-        rows = await session.execute(_CLAIM_BACKLOG, params | {"max_attempts": backlog_max_attempts})
+    params = {
+        "owner": claimant.owner, "lock": claimant.lock, "lease_seconds": claimant.lease_seconds,
+        "max_attempts": claimant.max_attempts, "cycle_id": cycle_id, "limit": limit,
+    }  # fmt: skip
+    rows = await session.execute(_CLAIM_BACKLOG if backlog else _CLAIM_OWN, params)
     return [Delivery(event_id, uid, EventKind(kind), body.encode()) for event_id, uid, kind, body in rows]
+
+
+async def dead_letter_undeliverable(session: AsyncSession, claimant: Claimant) -> int:
+    """Dead-letter the leftovers no claim will take again: MAX_ATTEMPTS deliveries failed (MAX_ATTEMPTS lowered
+    since), or MAX_ATTEMPTS claims lost with the processes that made them (a claim still held by a dead owner is
+    one). Returns how many."""
+    result = await session.execute(
+        text(
+            f"""
+            UPDATE events SET status = 'dead_lettered', lease_owner = NULL, lease_lock = NULL,
+                              lease_expires_at = NULL, lost_deliveries = {_LOST},
+                              last_error = CASE WHEN {_LOST} >= :max_attempts
+                                  THEN 'its deliveries were lost ' || {_LOST}
+                                       || ' times: the processes sending it stopped before recording an outcome'
+                                  ELSE coalesce(last_error, 'MAX_ATTEMPTS deliveries failed') END
+            WHERE status IN ('pending', 'failed') AND {_CLAIMABLE}
+              AND ({_LOST} >= :max_attempts OR delivery_count >= :max_attempts)
+              AND NOT EXISTS (SELECT 1 FROM cycles WHERE cycles.id = events.cycle_id AND cycles.outcome = 'running')
+            """
+        ),
+        {"owner": claimant.owner, "max_attempts": claimant.max_attempts},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def undeliverable(session: AsyncSession, max_attempts: int) -> int:
+    """Pending or failed events that no claim takes again, until the next cycle dead-letters them."""
+    found = await session.scalar(
+        text(
+            f"""
+            SELECT count(*) FROM events
+            WHERE status IN ('pending', 'failed') AND {_CLAIMABLE}
+              AND ({_LOST} >= :max_attempts OR delivery_count >= :max_attempts)
+            """
+        ),
+        {"owner": "", "max_attempts": max_attempts},
+    )
+    return int(found or 0)
 
 
 async def in_own_session(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:
@@ -324,7 +392,8 @@ _RECORD_ANALYSIS = """
         RETURNING id
     )
     UPDATE events SET status = 'analysed', attempts = attempts + $6, last_error = NULL,
-                      lease_owner = NULL, lease_expires_at = NULL
+                      delivery_count = delivery_count + 1, lease_owner = NULL, lease_lock = NULL,
+                      lease_expires_at = NULL
     WHERE id = $1
     RETURNING (SELECT count(*) FROM verdict)
 """
@@ -347,8 +416,9 @@ async def record_analysis(
 
 
 _RECORD_FAILURE = """
-    UPDATE events SET status = CASE WHEN delivery_count >= $4 THEN 'dead_lettered' ELSE 'failed' END,
-                      attempts = attempts + $3, last_error = $2, lease_owner = NULL, lease_expires_at = NULL
+    UPDATE events SET status = CASE WHEN delivery_count + 1 >= $4 THEN 'dead_lettered' ELSE 'failed' END,
+                      delivery_count = delivery_count + 1, attempts = attempts + $3, last_error = $2,
+                      lease_owner = NULL, lease_lock = NULL, lease_expires_at = NULL
     WHERE id = $1 AND status <> 'analysed'
     RETURNING status
 """
@@ -365,18 +435,36 @@ async def record_failure(
 
     In a session of its own, like a verdict. An event already analysed stays analysed. Returns the event's status.
     """
-    status = await in_own_session(sessions, _RECORD_FAILURE, event_id, error[:2000], attempts, max_attempts)
+    status = await in_own_session(sessions, _RECORD_FAILURE, event_id, error, attempts, max_attempts)
     return EventStatus(status) if status is not None else EventStatus.ANALYSED
 
 
-async def requeue(session: AsyncSession, kind: EventKind | None = None, ids: Sequence[int] = ()) -> int:
-    """Put dead-lettered events back in the queue with a fresh delivery budget; returns how many."""
-    query = update(Event).where(Event.status == EventStatus.DEAD_LETTERED)
-    if kind is not None:
-        query = query.where(Event.kind == kind)
-    if ids:
-        query = query.where(Event.id.in_(ids))
-    result = await session.execute(query.values(status=EventStatus.PENDING, delivery_count=0))
+async def requeue(
+    session: AsyncSession,
+    owner: str,
+    statuses: Sequence[EventStatus] = (EventStatus.DEAD_LETTERED,),
+    kind: EventKind | None = None,
+    ids: Sequence[int] = (),
+) -> int:
+    """Put events back in the queue with a fresh delivery budget; returns how many. Never one a live process holds.
+
+    Dead letters by default; failed and pending ones on request (`requeue --status`).
+    """
+    result = await session.execute(
+        text(
+            f"""
+            UPDATE events SET status = 'pending', delivery_count = 0, lost_deliveries = 0,
+                              lease_owner = NULL, lease_lock = NULL, lease_expires_at = NULL
+            WHERE status = ANY(CAST(:statuses AS text[])) AND {_CLAIMABLE}
+              AND (CAST(:kind AS text) IS NULL OR kind = :kind)
+              AND (cardinality(CAST(:ids AS bigint[])) = 0 OR id = ANY(CAST(:ids AS bigint[])))
+            """
+        ),
+        {
+            "owner": owner, "statuses": [status.value for status in statuses],
+            "kind": kind.value if kind else None, "ids": list(ids),
+        },
+    )  # fmt: skip
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -407,13 +495,10 @@ async def release_leases(session: AsyncSession, owner: str) -> int:
     """Give back the claims `owner` still holds, once none of its deliveries is in flight; returns how many.
 
     A delivery records its outcome and clears its lease, so what is left was claimed and never sent (or had no
-    outcome recorded, the database being away): the claim is taken back from the event's delivery count, which
-    MAX_ATTEMPTS limits.
+    outcome recorded, the database being away): nothing was delivered, nothing is counted.
     """
     result = await session.execute(
-        update(Event)
-        .where(Event.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None, delivery_count=func.greatest(Event.delivery_count - 1, 0))
+        update(Event).where(Event.lease_owner == owner).values(lease_owner=None, lease_lock=None, lease_expires_at=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -475,6 +560,15 @@ async def _unlock_cycle(connection: AsyncConnection) -> None:
         )
 
 
+async def try_liveness_lock(connection: AsyncConnection, lock: int) -> bool:
+    """Take this process's liveness lock on `connection`, held until the connection ends; False if already held."""
+    taken = await connection.scalar(
+        text("SELECT pg_try_advisory_lock(:space, :lock)"), {"space": LIVENESS_LOCK_SPACE, "lock": lock}
+    )
+    await connection.commit()
+    return bool(taken)
+
+
 async def cycle_lock_held(session: AsyncSession) -> bool:
     """Whether some live process holds the cycle lock, seen in pg_locks without taking it."""
     held = await session.scalar(
@@ -500,10 +594,9 @@ async def cycle_progress(session: AsyncSession, cycle_id: int, owner: str) -> tu
     row = (
         await session.execute(
             text(
-                """
+                f"""
                 SELECT count(*) FILTER (WHERE status = 'pending'),
-                       count(*) FILTER (WHERE status = 'pending' AND lease_owner <> :owner
-                                              AND lease_expires_at > now())
+                       count(*) FILTER (WHERE status = 'pending' AND lease_owner <> :owner AND NOT {_CLAIMABLE})
                 FROM events WHERE cycle_id = :cycle_id
                 """
             ),

@@ -15,12 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import migrations
+from . import migrations, repository
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
 from .db import driver_error, open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
+from .liveness import hold_liveness
 from .metrics import Metrics
 from .redaction import Redactor
 from .settings import ConfigError, Settings
@@ -38,9 +39,9 @@ class Resources:
     dispatcher: Dispatcher
 
 
-# The main engine's connections: the cycle lock, the cycle's bookkeeping, the health server's probes. Claims and
-# outcomes have an engine of their own, sized for the workers (open_resources).
-MAIN_POOL_SIZE = 3
+# The main engine's connections: the liveness lock, the cycle lock, the cycle's bookkeeping, the health server's
+# probes. Claims and outcomes have an engine of their own, sized for the workers (open_resources).
+MAIN_POOL_SIZE = 4
 
 
 def process_owner() -> str:
@@ -108,15 +109,15 @@ async def open_resources(
             open_write_engine(engine, pool_size=write_connections_for(settings.dispatch_workers))
         )
         sessions = session_factory(engine)
+        liveness = await stack.enter_async_context(hold_liveness(engine))
         dispatcher = Dispatcher(
             sessions=sessions,
             writes=session_factory(write_engine),
             agent=agent,
             breaker=CircuitBreaker(settings.agent_circuit_cooldown_seconds),
             workers=settings.dispatch_workers,
-            owner=process_owner(),
-            lease_seconds=settings.lease_seconds,
-            max_attempts=settings.max_attempts,
+            claimant=repository.Claimant(process_owner(), liveness.lock, settings.lease_seconds, settings.max_attempts),
+            liveness=liveness,
             redact=Redactor(settings.secret_values()),
             metrics=metrics,
         )

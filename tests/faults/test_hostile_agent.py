@@ -181,6 +181,7 @@ async def deliver(bench: Bench, reply: Reply) -> None:
     status, deliveries, attempts, last_error, lease_owner, verdicts = await row_of(resources.sessions, event_id)
     assert lease_owner is None
     assert deliveries == 1
+    assert isinstance(attempts, int)
     assert attempts >= 1
     if status is EventStatus.ANALYSED:
         assert verdicts == 1

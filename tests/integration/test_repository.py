@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cyberevents import repository
 from cyberevents.db import database_unavailable, open_write_engine, session_factory
 from cyberevents.generator import SCENARIOS, Counts, Login, generate
+from cyberevents.liveness import hold_liveness
 from cyberevents.models import (
     CycleStat,
     CycleTrigger,
@@ -28,6 +29,8 @@ from cyberevents.models import (
 from cyberevents.protocol import AgentRequest
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+# A claimant whose liveness lock nobody holds: its claims last only as long as their leases would.
+ME = repository.Claimant("me", 1, 300, 5)
 
 
 async def store_cycle(engine: AsyncEngine, counts: Counts, seed: int = 5) -> int:
@@ -73,7 +76,7 @@ async def test_a_claimed_event_comes_as_its_request_body_with_its_own_fields_and
     cycle_id = await store_cycle(engine, Counts(3, 3, 3), seed=4)
     generated = list(generate(4, Counts(3, 3, 3), START))
     async with session_factory(engine)() as session, session.begin():
-        claimed = await repository.claim(session, cycle_id, "me", limit=20, lease_seconds=300)
+        claimed = await repository.claim(session, cycle_id, ME, limit=20)
         uids = {row.id: row.uid for row in await session.execute(select(Event.id, Event.uid))}
     assert len(claimed) == len(generated) == 9
     for delivery, generated_event in zip(claimed, generated, strict=True):  # ids follow the generated order
@@ -130,8 +133,9 @@ async def test_a_claim_reads_the_events_it_takes_not_the_whole_cycle(engine: Asy
     pending and stale once most of it is delivered. A plan that sorts the cycle's pending events, or walks the
     primary key past the delivered ones, makes each claim cost the size of the cycle."""
     cycle_id = await store_cycle(engine, Counts(0, 2_000, 0))
-    # In the statement's order: owner, lease seconds (0: each claim takes the same first 50 again), cycle, limit.
-    take_50 = ("me", 0, cycle_id, 50)
+    # In the statement's order: owner, liveness lock, lease seconds (0: each claim takes the same first 50 again),
+    # cycle, MAX_ATTEMPTS (100: the same 50 are claimed six times), limit.
+    take_50 = ("me", 1, 0, cycle_id, 100, 50)
     assert await events_a_claim_reads(engine, repository._CLAIM_OWN, *take_50) == READS_OF_A_CLAIM_OF_50
     async with engine.begin() as connection:
         await connection.execute(text("ANALYZE events"))
@@ -152,9 +156,9 @@ async def test_a_backlog_claim_reads_the_leftovers_it_takes_not_every_earlier_ev
                  "delivery_count = 1 WHERE cycle_id = :id"),
             {"id": earlier},
         )  # fmt: skip
-    # 1,000 failed events wait. In the statement's order: owner, lease seconds (0: the same first 50 each time),
-    # cycle, MAX_ATTEMPTS (100: the same 50 are claimed six times), limit.
-    take_50 = ("me", 0, current, 100, 50)
+    # 1,000 failed events wait. In the statement's order: owner, liveness lock, lease seconds (0: the same first 50
+    # each time), cycle, MAX_ATTEMPTS (100: the same 50 are claimed six times), limit.
+    take_50 = ("me", 1, 0, current, 100, 50)
     assert await events_a_claim_reads(engine, repository._CLAIM_BACKLOG, *take_50) == READS_OF_A_CLAIM_OF_50
     async with engine.begin() as connection:
         await connection.execute(text("ANALYZE events"))
@@ -196,7 +200,7 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
     a dead pooled connection must still be dropped, or every retry would meet it again."""
     cycle_id = await store_cycle(engine, Counts(2, 0, 0))
     async with session_factory(engine)() as session, session.begin():
-        first, second = await repository.claim(session, cycle_id, "me", limit=2, lease_seconds=300)
+        first, second = await repository.claim(session, cycle_id, ME, limit=2)
     async with open_write_engine(engine, pool_size=1) as write_engine:
         writes = session_factory(write_engine)
         assert await repository.record_analysis(writes, first.event_id, "low", 1, "fine", "{}")
@@ -214,20 +218,63 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
         assert await repository.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
 
 
-async def test_releasing_claims_gives_back_their_delivery_count(engine: AsyncEngine) -> None:
+async def test_a_claim_counts_nothing_a_recorded_outcome_counts_one_delivery(engine: AsyncEngine) -> None:
     """A claim never sent (claimed ahead, then the cycle stopped) must not use up one of MAX_ATTEMPTS."""
     cycle_id = await store_cycle(engine, Counts(4, 0, 0))
     sessions = session_factory(engine)
-    async with sessions() as session, session.begin():
-        claimed = await repository.claim(session, cycle_id, "me", limit=4, lease_seconds=300)
-    await repository.record_failure(sessions, claimed[0].event_id, "agent answered HTTP 400")  # sent: counts
-    async with sessions() as session, session.begin():
-        assert await repository.claim(session, cycle_id, "other", limit=4, lease_seconds=300) == []
-    async with sessions() as session, session.begin():
-        assert await repository.release_leases(session, "me") == 3
+    async with hold_liveness(engine) as me, hold_liveness(engine) as other:
+        mine = repository.Claimant("me", me.lock, 300, 5)
+        async with sessions() as session, session.begin():
+            claimed = await repository.claim(session, cycle_id, mine, limit=4)
+        await repository.record_failure(sessions, claimed[0].event_id, "agent answered HTTP 400")  # sent: counts
+        async with sessions() as session, session.begin():
+            assert await repository.claim(session, cycle_id, repository.Claimant("other", other.lock, 300, 5), 4) == []
+        async with sessions() as session, session.begin():
+            assert await repository.release_leases(session, "me") == 3
     async with sessions() as session:
-        rows = (await session.execute(select(Event.id, Event.delivery_count, Event.lease_owner))).all()
-    counts = {row.id: row.delivery_count for row in rows}
-    assert counts[claimed[0].event_id] == 1
-    assert [counts[delivery.event_id] for delivery in claimed[1:]] == [0, 0, 0]
+        rows = (
+            await session.execute(select(Event.id, Event.delivery_count, Event.lost_deliveries, Event.lease_owner))
+        ).all()
+    counts = {row.id: (row.delivery_count, row.lost_deliveries) for row in rows}
+    assert counts[claimed[0].event_id] == (1, 0)
+    assert [counts[delivery.event_id] for delivery in claimed[1:]] == [(0, 0)] * 3
     assert {row.lease_owner for row in rows} == {None}
+
+
+async def test_a_dead_owners_claims_are_taken_over_at_once_and_counted_as_lost(engine: AsyncEngine) -> None:
+    """Its liveness lock went with its connection: no waiting for LEASE_SECONDS; a live owner's claims stay its own."""
+    cycle_id = await store_cycle(engine, Counts(4, 0, 0))
+    sessions = session_factory(engine)
+    async with hold_liveness(engine) as survivor:
+        async with hold_liveness(engine) as doomed, sessions() as session, session.begin():
+            await repository.claim(session, cycle_id, repository.Claimant("doomed", doomed.lock, 300, 2), limit=2)
+        heir = repository.Claimant("heir", survivor.lock, 300, 2)
+        async with sessions() as session, session.begin():
+            taken = await repository.claim(session, cycle_id, heir, limit=4)
+        assert len(taken) == 4
+        async with sessions() as session, session.begin():
+            assert await repository.claim(session, cycle_id, repository.Claimant("third", 7, 300, 2), limit=4) == []
+    async with sessions() as session:
+        lost = dict((await session.execute(select(Event.id, Event.lost_deliveries).order_by(Event.id))).all())
+    assert list(lost.values()) == [1, 1, 0, 0]
+
+
+async def test_an_event_whose_deliveries_die_with_their_process_is_dead_lettered_saying_so(engine: AsyncEngine) -> None:
+    cycle_id = await store_cycle(engine, Counts(1, 0, 0))
+    sessions = session_factory(engine)
+    for name in ("first", "second"):  # MAX_ATTEMPTS=2: two owners die holding it
+        async with hold_liveness(engine) as doomed, sessions() as session, session.begin():
+            claimant = repository.Claimant(name, doomed.lock, 300, 2)
+            assert len(await repository.claim(session, cycle_id, claimant, limit=1)) == 1
+    async with hold_liveness(engine) as alive, sessions() as session, session.begin():
+        survivor = repository.Claimant("survivor", alive.lock, 300, 2)
+        assert await repository.claim(session, cycle_id, survivor, limit=1) == []
+        assert await repository.undeliverable(session, 2) == 1
+        await session.execute(text("UPDATE cycles SET outcome = 'interrupted'"))
+        assert await repository.dead_letter_undeliverable(session, survivor) == 1
+    async with sessions() as session:
+        event = (await session.scalars(select(Event))).one()
+    assert (event.status, event.lost_deliveries, event.delivery_count) == (EventStatus.DEAD_LETTERED, 2, 0)
+    assert event.last_error == (
+        "its deliveries were lost 2 times: the processes sending it stopped before recording an outcome"
+    )
