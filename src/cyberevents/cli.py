@@ -1,8 +1,9 @@
 """Command line: parse, configure logging, enter the event loop once, and turn expected errors into one line.
 
-Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded;
-check-db: schema not at head); 2 configuration or database error; 3 run-once found another cycle running
-(another process holds the cycle lock); 130 interrupted.
+Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded, or the
+cycle was cut off; check-db: schema not at head); 2 configuration or database error; 3 run-once found another
+cycle running (another process holds the cycle lock); 70 an unexpected error (a bug: the traceback is printed);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
 from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
-from .db import describe, driver_error, one_line, open_engine, session_factory
+from .db import database_error, describe, driver_error, one_line, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
@@ -33,7 +34,7 @@ from .progress import Progress
 from .redaction import Redactor
 from .resources import MAIN_POOL_SIZE, ensure_schema, open_resources
 from .service import graceful_stop, run_daemon
-from .settings import ConfigError, Settings, load_settings
+from .settings import MAX_EVENTS_PER_KIND, ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             open_resources(settings, engine) as resources,
             graceful_stop(settings) as stop,
         ):
-            request = CycleRequest(_counts(args, settings), stop=stop.event)
+            request = CycleRequest(_counts(args, settings), timeout=_timeout(settings), stop=stop.event)
             request.tally.listeners.append(progress)
             result = await run_cycle(resources, request)
     finally:
@@ -94,6 +95,13 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             f"dispatch {result.dispatch_seconds:.1f}s, total {result.total_seconds:.1f}s (seed {result.seed})"
         )
     return 0 if result.outcome is CycleOutcome.SUCCEEDED else 1
+
+
+def _timeout(settings: Settings) -> timedelta | None:
+    """run-once is cut off after CYCLE_TIMEOUT_SECONDS when it is set: a hung run must not block later CronJob runs.
+    Unset, there is no schedule interval to take 90 % of: the CronJob's activeDeadlineSeconds is the bound."""
+    seconds = settings.cycle_timeout_seconds
+    return timedelta(seconds=seconds) if seconds is not None else None
 
 
 def result_json(result: CycleResult) -> dict[str, Any]:
@@ -183,6 +191,14 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _event_count(text: str) -> int:
+    """A count of events, within the cap the settings give LOGIN_EVENTS and the others."""
+    value = _non_negative(text)
+    if value > MAX_EVENTS_PER_KIND:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_EVENTS_PER_KIND:,}, got {value:,}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -198,9 +214,9 @@ def _milliseconds(text: str) -> float:
 
 
 def _add_counts(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--login", type=_non_negative, help="login events (default LOGIN_EVENTS)")
-    parser.add_argument("--firewall", type=_non_negative, help="firewall events (default FIREWALL_EVENTS)")
-    parser.add_argument("--patch", type=_non_negative, help="patch events (default PATCH_EVENTS)")
+    parser.add_argument("--login", type=_event_count, help="login events (default LOGIN_EVENTS)")
+    parser.add_argument("--firewall", type=_event_count, help="firewall events (default FIREWALL_EVENTS)")
+    parser.add_argument("--patch", type=_event_count, help="patch events (default PATCH_EVENTS)")
 
 
 def _timestamp(text: str) -> datetime:
@@ -213,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cyberevents",
         description="Generate synthetic security events, store them in PostgreSQL, dispatch them to an agent.",
         epilog="Configuration comes from the environment and .env (see README). "
-        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error, 3 another cycle is running.",
+        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error, 3 another cycle is running, "
+        "70 internal error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -292,6 +309,22 @@ def quiet_collector() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every outcome is an exit code: a signal or an unexpected error at any moment included."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("cyberevents: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `generate | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print("cyberevents: internal error (the traceback above); please report it", file=sys.stderr)
+        return 70
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_collector()
     handler: Handler = args.handler
@@ -300,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format, Redactor(settings.secret_values()))
         try:
             return run(handler(args, settings))
-        except (OSError, DBAPIError) as exc:
+        except Exception as exc:
+            if isinstance(exc, BrokenPipeError) or not database_error(exc):
+                raise
             raise _database_error(exc, settings) from exc
     except (ConfigError, DatabaseError) as exc:
         print(f"cyberevents: error: {exc}", file=sys.stderr)
@@ -308,6 +343,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CycleBusy as exc:
         print(f"cyberevents: busy: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("cyberevents: interrupted", file=sys.stderr)
-        return 130

@@ -141,6 +141,30 @@ _DRIVER_CONNECTION_ERRORS = (
 )
 
 
+# Refusals waiting will not cure (an operator must act), by SQLSTATE: named as such wherever they are reported.
+_NEEDS_AN_OPERATOR = {
+    "3D000": "the database does not exist",
+    "28P01": "authentication failed",
+    "28000": "the role may not log in",
+    "42501": "permission denied",
+    "42P01": "a table is missing (is the schema migrated?)",
+}
+
+
+def database_error(exc: BaseException) -> bool:
+    """Whether the database (or the way to it) is what failed, rather than this program."""
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError | TimeoutError):
+        return True
+    return isinstance(exc, Exception) and database_unavailable(exc)
+
+
+def database_problem(exc: BaseException) -> str:
+    """One line saying what is wrong with the database, naming refusals that need an operator."""
+    cause = driver_error(exc)
+    needs = _NEEDS_AN_OPERATOR.get(getattr(cause, "sqlstate", None) or "")
+    return f"{needs} ({one_line(cause)})" if needs else one_line(cause)
+
+
 def database_unavailable(exc: Exception) -> bool:
     """Errors a retry can cure: the connection, not the statement, failed.
 

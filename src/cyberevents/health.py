@@ -7,6 +7,7 @@ readiness does. Bodies follow the `application/health+json` shape: status pass /
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import __version__, migrations, repository
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
-from .db import session_factory
+from .db import database_problem, session_factory
 from .dispatcher import Tally
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
 
 HEALTH_JSON = "application/health+json"
 DATABASE_TIMEOUT = 2.0
@@ -54,6 +57,19 @@ class DaemonState:
     pending: int | None = None
     dead_lettered: int | None = None
     breaker: CircuitBreaker | None = None
+    database: str | None = None  # why the database fails the daemon's loops; None while it answers
+
+    def database_failed(self, exc: BaseException, doing: str) -> None:
+        """One log line per change of the database's state, not one per try."""
+        problem = database_problem(exc)
+        if problem != self.database:
+            log.warning("Database unavailable while %s: %s; retrying with backoff", doing, problem)
+        self.database = problem
+
+    def database_back(self) -> None:
+        if self.database is not None:
+            log.info("Database available again")
+        self.database = None
 
     async def refresh_backlog(self, engine: AsyncEngine) -> None:
         """The pending and dead-letter counts, kept at their last known figures while the database is away."""
@@ -92,9 +108,12 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
     async def livez(request: web.Request) -> web.Response:
         scheduler = state.scheduler_task
         alive = scheduler is not None and not scheduler.done()
+        waiting = scheduler is None and not state.stop.is_set()  # starting up: waiting for the database
         since_beat = time.monotonic() - state.beat
-        checks = {
-            "scheduler": {"status": "pass" if alive else "fail", "observedValue": "running" if alive else "stopped"},
+        stopping = not alive and state.stop.is_set()
+        observed = "running" if alive else "waiting for the database" if waiting else "stopping" if stopping else "died"
+        checks: dict[str, dict[str, Any]] = {
+            "scheduler": {"status": "pass" if alive or waiting or stopping else "fail", "observedValue": observed},
             "event-loop": {
                 "status": "pass" if since_beat < STALE_AFTER else "fail",
                 "observedValue": round(state.loop_lag * 1000, 1),
@@ -102,9 +121,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
                 "secondsSinceHeartbeat": round(since_beat, 1),
             },
         }
-        waiting = scheduler is None and not state.stop.is_set()  # starting up: waiting for the database
-        failed = not waiting and not alive and not state.stop.is_set()
-        status = "fail" if failed or since_beat >= STALE_AFTER else "pass"
+        status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
         return _health(status, checks)
 
     async def readyz(request: web.Request) -> web.Response:
@@ -144,6 +161,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
             "pending_backlog": state.pending,
             "dead_lettered": state.dead_lettered,
             "agent_circuit": circuit_status(state.breaker),
+            "database": {"status": "ok"} if state.database is None else {"status": "fail", "output": state.database},
         }
         if running is not None:
             body["running_cycle"] = {

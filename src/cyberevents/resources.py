@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -11,15 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import migrations, repository
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
-from .db import driver_error, open_write_engine, session_factory
+from .db import open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
 from .liveness import hold_liveness
 from .metrics import Metrics
@@ -47,23 +44,6 @@ MAIN_POOL_SIZE = 4
 def process_owner() -> str:
     """Names this process on the leases it takes, unique even across restarts with the same pid."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-async def wait_for_database(engine: AsyncEngine, stop: asyncio.Event, location: str) -> bool:
-    """Wait, with backoff, until the database answers (compose start order); False if stopped first."""
-    delay = 1.0
-    while True:
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-            return True
-        except (OSError, DBAPIError) as exc:
-            log.warning("Waiting for the database at %s: %s (retrying in %gs)", location, driver_error(exc), delay)
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-            return False
-        except TimeoutError:
-            delay = min(delay * 2, 30.0)
 
 
 async def ensure_schema(engine: AsyncEngine, settings: Settings) -> None:

@@ -11,23 +11,27 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from . import repository
 from .cycle import CycleBusy, CycleRequest, run_cycle
-from .db import describe, open_engine
+from .db import database_error, describe, open_engine
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
 from .httpserver import serve
 from .metrics import Metrics
 from .models import CycleOutcome, CycleTrigger
-from .resources import MAIN_POOL_SIZE, Resources, open_resources, wait_for_database
+from .resources import MAIN_POOL_SIZE, Resources, open_resources
 from .schedule import SlotFate
 from .scheduler import Scheduler
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
 # How often an idle replica looks for another replica's cycle to help.
 HELP_EVERY_SECONDS = 2.0
+# The longest wait between two tries of a database that fails.
+MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -98,13 +102,19 @@ class Daemon:
         async with AsyncExitStack() as stack:
             engine = await stack.enter_async_context(open_engine(settings, pool_size=MAIN_POOL_SIZE))
             app = create_app(self.state, engine, self.metrics, schedule)
-            self.health_url = await stack.enter_async_context(serve(app, settings.health_host, settings.health_port))
+            try:
+                self.health_url = await stack.enter_async_context(
+                    serve(app, settings.health_host, settings.health_port)
+                )
+            except OSError as exc:  # the port taken, the address not this host's: a setting to change
+                address = f"{settings.health_host}:{settings.health_port}"
+                raise ConfigError(f"HEALTH_HOST:HEALTH_PORT {address}: cannot listen ({exc.strerror or exc})") from None
             log.info("Health server at %s (/livez /readyz /status /metrics)", self.health_url)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.state.monitor_loop(), name="loop-monitor")
-                if not await wait_for_database(engine, stop, describe(settings.sqlalchemy_url)):
+                resources = await self._open_when_ready(stack, engine)
+                if resources is None:
                     return
-                resources = await stack.enter_async_context(open_resources(settings, engine, self.metrics))
                 self.state.breaker = resources.dispatcher.breaker
                 scheduler = Scheduler(
                     settings,
@@ -122,14 +132,42 @@ class Daemon:
                 tasks.create_task(self._help_between_cycles(resources), name="helper")
         log.info("Stopped")
 
+    async def _open_when_ready(self, stack: AsyncExitStack, engine: AsyncEngine) -> Resources | None:
+        """Wait, with capped backoff, until the database answers and the schema is at head (compose start order, a
+        database not created yet, a role not allowed in yet); None if stopped first. Not ready meanwhile, but live:
+        a restart would not help."""
+        delay = 1.0
+        while True:
+            try:
+                resources = await stack.enter_async_context(open_resources(self.settings, engine, self.metrics))
+            except Exception as exc:
+                if not database_error(exc):
+                    raise
+                self.state.database_failed(exc, f"waiting for the database at {self._location}")
+            else:
+                self.state.database_back()
+                return resources
+            if await stopped_within(self.state.stop, delay):
+                return None
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
     async def _help_between_cycles(self, resources: Resources) -> None:
-        """Between its own cycles, a replica shares the dispatch of a cycle another replica is running."""
-        stop = self.state.stop
+        """Between its own cycles, a replica shares the dispatch of a cycle another replica is running; a database
+        that fails meanwhile is an outage to wait out, with capped backoff, not a reason to stop."""
+        stop, pause = self.state.stop, HELP_EVERY_SECONDS
         while not stop.is_set():
-            async with self._working:
-                await self._help(resources)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HELP_EVERY_SECONDS)
+            try:
+                async with self._working:
+                    await self._help(resources)
+            except Exception as exc:
+                if not database_error(exc):
+                    raise
+                self.state.database_failed(exc, "helping other replicas")
+                pause = min(pause * 2, MAX_BACKOFF_SECONDS)
+            else:
+                self.state.database_back()
+                pause = HELP_EVERY_SECONDS
+            await stopped_within(stop, pause)
 
     async def _help(self, resources: Resources) -> None:
         helped = await resources.dispatcher.help(self.state.stop)
@@ -164,13 +202,37 @@ class Daemon:
             self.metrics.last_success.set(datetime.now(UTC).timestamp())
 
     async def _record_slot(self, resources: Resources, fate: SlotFate, outcome: CycleOutcome, reason: str) -> None:
-        async with resources.sessions() as session, session.begin():
-            await repository.record_slot(session, fate.slot, CycleTrigger.SCHEDULE, outcome, reason)
+        """The ledger row of a slot that got no cycle; if the database is away, the log line is its only record."""
+        try:
+            async with resources.sessions() as session, session.begin():
+                await repository.record_slot(session, fate.slot, CycleTrigger.SCHEDULE, outcome, reason)
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            self.state.database_failed(exc, f"recording slot {fate.slot.isoformat()} as {outcome.value}")
         self.metrics.cycles.labels(outcome.value).inc()
 
     async def _ran_since(self, resources: Resources, moment: datetime) -> bool:
-        async with resources.sessions() as session:
-            return await repository.ran_since(session, moment)
+        """Whether a cycle ran since `moment`; with the database away, no: the cycle tried then fails, recorded."""
+        try:
+            async with resources.sessions() as session:
+                return await repository.ran_since(session, moment)
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            self.state.database_failed(exc, "looking up the last cycle")
+            return False
+
+    @property
+    def _location(self) -> str:
+        return describe(self.settings.sqlalchemy_url)
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait for `stop` at most `seconds`; whether it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
 
 
 async def run_daemon(settings: Settings) -> int:

@@ -27,6 +27,10 @@ _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host"
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
+MAX_EVENTS_PER_KIND = 1_000_000
+HOUR, DAY = 3600, 86_400
+
+
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is one line meant for the user."""
 
@@ -61,7 +65,8 @@ def to_asyncpg_url(raw: str) -> URL:
 class Settings(BaseSettings):
     """Every setting cyberevents reads; names are unprefixed, as users of the old system know them."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # No NaN or infinity: every duration here ends up as a wait, and one such wait stops the loop's timers.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, allow_inf_nan=False)
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset starts an embedded server in DATA_DIR"
@@ -70,30 +75,36 @@ class Settings(BaseSettings):
         default=None, description="Analysis agent endpoint; unset serves the bundled reference agent"
     )
     agent_token: SecretStr | None = Field(default=None, description="Bearer token sent to the agent")
-    agent_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one agent request")
+    agent_timeout_seconds: float = Field(default=30.0, gt=0, le=HOUR, description="Timeout of one agent request")
     agent_max_retries: int = Field(
         default=3, ge=0, le=100, description="Retries of a transient agent failure within one delivery"
     )
     agent_retry_backoff_seconds: float = Field(
-        default=0.5, gt=0, description="First retry backoff; doubles each retry, with jitter, up to 30 s"
+        default=0.5, gt=0, le=60, description="First retry backoff; doubles each retry, with jitter, up to 30 s"
     )
     agent_circuit_cooldown_seconds: float = Field(
-        default=30.0, gt=0, description="How long dispatch pauses when most agent calls fail"
+        default=30.0, gt=0, le=HOUR, description="How long dispatch pauses when most agent calls fail"
     )
     agent_tls_verify: bool = Field(default=True, description="Verify HTTPS agents' certificates")
     max_attempts: int = Field(
         default=5, ge=1, le=1000, description="Deliveries an event gets before it is dead-lettered"
     )
     retention_days: float = Field(
-        default=30.0, ge=0, description="Prune analysed events and ledger rows older than this; 0 keeps everything"
+        default=30.0,
+        ge=0,
+        le=36_500,
+        description="Prune analysed events and ledger rows older than this; 0 keeps everything",
     )
     dispatch_workers: int = Field(default=10, ge=1, le=10_000, description="Agent requests in flight")
     lease_seconds: float = Field(
-        default=300.0, gt=0, description="How long a claimed event stays reserved for the process that claimed it"
+        default=300.0,
+        gt=0,
+        le=DAY,
+        description="How long a claimed event stays reserved for the process that claimed it",
     )
-    login_events: int = Field(default=63, ge=0, le=1_000_000, description="Login events per cycle")
-    firewall_events: int = Field(default=319, ge=0, le=1_000_000, description="Firewall events per cycle")
-    patch_events: int = Field(default=52, ge=0, le=1_000_000, description="Patch events per cycle")
+    login_events: int = Field(default=63, ge=0, le=MAX_EVENTS_PER_KIND, description="Login events per cycle")
+    firewall_events: int = Field(default=319, ge=0, le=MAX_EVENTS_PER_KIND, description="Firewall events per cycle")
+    patch_events: int = Field(default=52, ge=0, le=MAX_EVENTS_PER_KIND, description="Patch events per cycle")
     generator_seed: int | None = Field(
         default=None, ge=0, description="Base seed; unset draws a fresh one per cycle (always logged)"
     )
@@ -109,13 +120,19 @@ class Settings(BaseSettings):
     schedule_tz: str = Field(default="UTC", description="IANA time zone the schedule is read in")
     run_on_start: bool = Field(default=True, description="Run a cycle at start unless one ran since the latest slot")
     misfire_grace_seconds: float = Field(
-        default=300.0, ge=0, description="How late a catch-up cycle may start before its slot is skipped instead"
+        default=300.0,
+        ge=0,
+        le=DAY,
+        description="How late a catch-up cycle may start before its slot is skipped instead",
     )
     cycle_timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Cut a cycle off after this long; unset: 90% of the schedule's interval"
+        default=None,
+        gt=0,
+        le=7 * DAY,
+        description="Cut a cycle off after this long; unset: 90% of the schedule's interval",
     )
     shutdown_grace_seconds: float = Field(
-        default=30.0, ge=0, description="On SIGTERM, how long in-flight dispatches get to finish"
+        default=30.0, ge=0, le=HOUR, description="On SIGTERM, how long in-flight dispatches get to finish"
     )
     health_host: str = Field(default="127.0.0.1", description="Address of the health server")
     health_port: int = Field(default=8080, ge=0, le=65535, description="Port of the health server (0: any free)")

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
 from cyberevents.migrations import head_revision
-from tests.support import cli
+from tests.support import clean_env, cli
 
 HEAD = head_revision()
 
@@ -43,6 +46,10 @@ def test_every_subcommand_has_help(name: str) -> None:
             {"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/app"},
             "database at postgresql+asyncpg://u:***@127.0.0.1:1/app",
         ),
+        ({"DATABASE_URL": "postgres://u:hun@ter2@db/app"}, "percent-encode an '@' in the user or password as %40"),
+        ({"AGENT_TIMEOUT_SECONDS": "nan"}, "AGENT_TIMEOUT_SECONDS='nan'"),
+        ({"SHUTDOWN_GRACE_SECONDS": "inf"}, "SHUTDOWN_GRACE_SECONDS='inf'"),
+        ({"LEASE_SECONDS": "1e300"}, "LEASE_SECONDS='1e300'"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], complaint: str) -> None:
@@ -95,3 +102,44 @@ def test_generate_reproduces_a_cycle_from_its_seed() -> None:
     assert {r["ground_truth"]["scenario"] for r in records} >= {"brute_force", "port_scan", "unpatched_critical"}
     without_truth = cli("generate", "--seed", "99", "--login", "1", "--firewall", "0", "--patch", "0", env={})
     assert "ground_truth" not in without_truth.stdout and len(without_truth.stdout.splitlines()) == 1
+
+
+def test_count_flags_have_the_settings_caps() -> None:
+    result = cli("run-once", "--login", "99999999999", env={})
+    assert result.returncode == 2
+    assert "argument --login: must be at most 1,000,000, got 99,999,999,999" in result.stderr
+
+
+def test_a_closed_stdout_pipe_ends_quietly() -> None:
+    command = f"{sys.executable} -m cyberevents generate --seed 1 --login 5000 | head -n 1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["event_type"] == "login"
+
+
+def test_a_health_port_in_use_is_named(database_url: URL) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("run", env=url_env(database_url) | {"HEALTH_PORT": str(port)})
+    assert result.returncode == 2
+    assert f"HEALTH_HOST:HEALTH_PORT 127.0.0.1:{port}: cannot listen (" in result.stderr
+    assert "database" not in result.stderr.lower()
+
+
+def test_run_once_honours_cycle_timeout_seconds(database_url: URL) -> None:
+    """A hung run must not block the next CronJob runs; what it left stays pending for them."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "5000"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
+    ) as agent:  # fmt: skip
+        assert agent.stdout is not None
+        env = url_env(database_url) | {"AGENT_URL": agent.stdout.readline().strip(), "CYCLE_TIMEOUT_SECONDS": "1"}
+        result = cli("run-once", "--json", "--login", "3", "--firewall", "0", "--patch", "0", env=env)
+        agent.terminate()
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "timed_out"

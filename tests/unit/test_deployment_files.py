@@ -89,6 +89,10 @@ def test_kubernetes_manifests_set_only_real_settings_and_outlast_the_shutdown_gr
             assert "env" not in container  # every setting comes from the ConfigMap and Secret checked above
             sources = {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]}
             assert sources == {"cyberevents"}
+    # run-once ends its cycle itself, within the Job's deadline and with time left for its shutdown grace.
+    deadline = kinds["CronJob"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert settings.cycle_timeout_seconds is not None
+    assert deadline > settings.cycle_timeout_seconds + settings.shutdown_grace_seconds
     container = daemon["containers"][0]
     assert container["args"] == ["run"] and job["containers"][0]["args"] == ["run-once"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"

@@ -1,0 +1,83 @@
+"""The daemon outlives the database: a blip between cycles, a database not created yet, each named, none fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import URL
+
+from cyberevents.service import Daemon
+from tests.agents import recording_agent
+from tests.conftest import MakeSettings
+from tests.integration.test_daemon import daemon_settings, get, running, wait_until
+from tests.proxy import Proxy
+from tests.support import asyncpg_dsn
+
+
+async def status_of(daemon: Daemon) -> dict[str, Any]:
+    _, report = await get(f"{daemon.health_url}/status")
+    assert isinstance(report, dict)
+    return report
+
+
+async def database_says(daemon: Daemon, words: str) -> bool:
+    if daemon.health_url is None:
+        return False
+    return words in str((await status_of(daemon))["database"])
+
+
+async def test_a_database_blip_between_cycles_is_an_outage_not_an_exit(
+    make_settings: MakeSettings, database_url: URL, server_url: URL
+) -> None:
+    proxy = Proxy(server_url)
+    await proxy.up()
+    async with recording_agent() as agent:
+        url = proxy.url(database_url).render_as_string(hide_password=False)
+        daemon = Daemon(
+            daemon_settings(make_settings, agent.url, database_url=url, schedule="0 0 1 1 *"), asyncio.Event()
+        )
+        async with running(daemon):
+            await wait_until(lambda: database_says(daemon, "'status': 'ok'"))
+            await wait_until(lambda: _scheduling(daemon))
+            await proxy.down()  # the replica-helping loop polls every 2 s: it meets the outage
+            await wait_until(lambda: database_says(daemon, "fail"))
+            assert (await get(f"{daemon.health_url}/livez"))[0] == 200
+            assert (await get(f"{daemon.health_url}/readyz"))[0] == 503
+            assert daemon.state.scheduler_task is not None
+            assert not daemon.state.scheduler_task.done()
+            await proxy.up()
+            await wait_until(lambda: database_says(daemon, "'status': 'ok'"), within=60)
+            assert (await get(f"{daemon.health_url}/readyz"))[0] == 200
+    await proxy.down()
+
+
+async def test_a_missing_database_is_named_and_waited_for_not_restarted(
+    make_settings: MakeSettings, server_url: URL, template_name: str
+) -> None:
+    name = f"cyberevents_late_{uuid.uuid4().hex[:8]}"
+    missing = server_url.set(database=name)
+    async with recording_agent() as agent:
+        settings = daemon_settings(
+            make_settings, agent.url, database_url=missing.render_as_string(hide_password=False), schedule="0 0 1 1 *"
+        )
+        daemon = Daemon(settings, asyncio.Event())
+        admin = await asyncpg.connect(asyncpg_dsn(server_url))
+        try:
+            async with running(daemon):
+                await wait_until(lambda: database_says(daemon, "the database does not exist"))
+                status, body = await get(f"{daemon.health_url}/livez")
+                assert status == 200, body
+                assert (await get(f"{daemon.health_url}/readyz"))[0] == 503
+                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+                await wait_until(lambda: _scheduling(daemon), within=60)
+                assert (await status_of(daemon))["database"] == {"status": "ok"}
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+async def _scheduling(daemon: Daemon) -> bool:
+    return daemon.state.scheduler_task is not None
