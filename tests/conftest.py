@@ -7,8 +7,10 @@ The schema is built once, through Alembic, into a template database; each test g
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -43,15 +45,23 @@ def _retries_logged_as_in_the_service() -> None:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
-    """The PostgreSQL server tests use, as an asyncpg URL of its maintenance database."""
+def server_url() -> Iterator[URL]:
+    """The PostgreSQL server tests use, as an asyncpg URL of its maintenance database.
+
+    The embedded server's data lives outside pytest's numbered temporary directories: a concurrent pytest run
+    keeps only the last three of those, and deleted this session's server from under it.
+    """
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield to_asyncpg_url(configured)
         return
-    server = import_pgserver().get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    with server:
-        yield to_asyncpg_url(server.get_uri())
+    data = Path(tempfile.gettempdir()) / f"cyberevents-tests-{os.getpid()}" / "pgdata"
+    data.parent.mkdir(exist_ok=True)
+    try:
+        with import_pgserver().get_server(data, cleanup_mode="delete") as server:
+            yield to_asyncpg_url(server.get_uri())
+    finally:
+        shutil.rmtree(data.parent, ignore_errors=True)
 
 
 async def _admin(server_url: URL, sql: str) -> None:
