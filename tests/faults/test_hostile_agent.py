@@ -45,6 +45,11 @@ class Reply:
     body: bytes
     framing: str  # length, close, chunked, short (a Content-Length too small), long (too large)
 
+    def __repr__(self) -> str:
+        """Short enough to print with a failing example: a body can be 200 kB of brackets."""
+        body = self.body if len(self.body) <= 300 else self.body[:150] + b"..." + self.body[-150:]
+        return f"Reply({self.status}, {self.headers!r}, {body!r} ({len(self.body)} bytes), {self.framing!r})"
+
     def render(self, authorization: str) -> bytes:
         body = self.body.replace(b"ECHO", authorization.encode("latin-1"))
         headers = [f"{name}: {value.replace('ECHO', authorization)}" for name, value in self.headers]
