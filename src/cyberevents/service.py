@@ -118,10 +118,11 @@ class Daemon:
                 self.state.breaker = resources.dispatcher.breaker
                 scheduler = Scheduler(
                     settings,
-                    lambda slot, trigger: self._run_slot(resources, slot, trigger),
+                    lambda slot, trigger: self._run_cycle(resources, slot, trigger),
                     lambda fate, outcome, reason: self._record_slot(resources, fate, outcome, reason),
                     lambda moment: self._ran_since(resources, moment),
                     stop,
+                    turn=self._working,  # taken before the slots are decided: a wait for it makes them late
                 )
                 log.info(
                     "Scheduling cycles on %r (%s); next run %s",
@@ -173,10 +174,6 @@ class Daemon:
         helped = await resources.dispatcher.help(self.state.stop)
         if helped.done:
             log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
-
-    async def _run_slot(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
-        async with self._working:
-            await self._run_cycle(resources, slot, trigger)
 
     async def _run_cycle(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
         request = CycleRequest(self._counts, trigger, slot, self.settings.cycle_timeout(), self.state.stop)

@@ -8,7 +8,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from cronsim import CronSim, CronSimError
 from pydantic import (
     AnyHttpUrl,
     Field,
@@ -21,6 +20,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from .schedule import expand, next_slot
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host", "port": "port"}
@@ -151,12 +152,11 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
+        """Debian's syntax and nicknames; cronsim's extensions and schedules that never run are refused."""
         try:
-            CronSim(value, datetime.now(UTC))
-        except (CronSimError, ValueError) as exc:
-            raise ValueError(
-                f"not a cron expression ({exc}); e.g. '*/30 * * * *' or, with seconds first, '*/10 * * * * *'"
-            ) from None
+            expand(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; e.g. '*/30 * * * *', '@daily' or, with seconds first, '*/10 * * * * *'") from None
         return value
 
     @field_validator("schedule_tz")
@@ -189,12 +189,11 @@ class Settings(BaseSettings):
         return ZoneInfo(self.schedule_tz)
 
     def cycle_timeout(self) -> timedelta:
-        """CYCLE_TIMEOUT_SECONDS, or 90% of the gap between the schedule's next two slots."""
+        """CYCLE_TIMEOUT_SECONDS, or 90% of the gap between the schedule's next two slots (bounded arithmetic)."""
         if self.cycle_timeout_seconds is not None:
             return timedelta(seconds=self.cycle_timeout_seconds)
-        slots = CronSim(self.schedule, datetime.now(self.zone))
-        first = next(slots)
-        return (next(slots) - first) * 0.9
+        first = next_slot(self.schedule, self.zone, datetime.now(UTC))
+        return (next_slot(self.schedule, self.zone, first) - first) * 0.9
 
     def secret_values(self) -> list[str]:
         """The secrets no log line or stored text may show: the agent token and the database password."""

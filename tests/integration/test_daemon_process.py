@@ -80,7 +80,7 @@ def test_a_bad_schedule_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "cyberevents: error: invalid configuration: SCHEDULE='every half hour': not a cron expression "
-        "(Wrong number of fields); e.g. '*/30 * * * *' or, with seconds first, '*/10 * * * * *'"
+        "(Wrong number of fields); e.g. '*/30 * * * *', '@daily' or, with seconds first, '*/10 * * * * *'"
     )
 
 
