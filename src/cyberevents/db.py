@@ -48,15 +48,17 @@ def embedded_postgres(data_dir: Path) -> Iterator[URL]:
 
 
 def _create_engine(
-    url: URL, pool_size: int, server_settings: dict[str, str] | None = None, **options: Any
+    url: URL,
+    pool_size: int,
+    server_settings: dict[str, str] | None = None,
+    connect_args: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncEngine:
+    settings = {"application_name": "cyberevents", **(server_settings or {})}
     return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        connect_args={"server_settings": {"application_name": "cyberevents", **(server_settings or {})}},
+        url, pool_size=pool_size, max_overflow=0, connect_args={"server_settings": settings, **(connect_args or {})},
         **options,
-    )
+    )  # fmt: skip
 
 
 # The write pool runs claims and one-row writes only, and each must walk an index in key order and stop after its
@@ -109,6 +111,24 @@ async def open_write_engine(engine: AsyncEngine, *, pool_size: int) -> AsyncIter
         yield writes
     finally:
         await writes.dispose()
+
+
+PROBE_TIMEOUT_SECONDS = 2
+
+
+@asynccontextmanager
+async def open_probe_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """The health server's own pool on the same database, disposed on exit: one connection, and no connection or
+    statement waited for longer than PROBE_TIMEOUT_SECONDS (a database that slow is not ready), so that health
+    traffic never queues behind a cycle's bookkeeping, nor the bookkeeping behind it."""
+    probes = _create_engine(
+        engine.url, 1, {"statement_timeout": str(PROBE_TIMEOUT_SECONDS * 1000)},
+        {"timeout": PROBE_TIMEOUT_SECONDS}, pool_timeout=PROBE_TIMEOUT_SECONDS, pool_pre_ping=True,
+    )  # fmt: skip
+    try:
+        yield probes
+    finally:
+        await probes.dispose()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -9,27 +9,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
-from sqlalchemy import text
+from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import __version__, migrations, repository
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
-from .db import database_problem, session_factory
+from .db import database_problem, driver_error, one_line, session_factory
 from .dispatcher import Tally
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEALTH_JSON = "application/health+json"
-DATABASE_TIMEOUT = 2.0
+# Requests answered at once; more wait their turn, parked, their clients sending nothing else meanwhile.
+MAX_REQUESTS_AT_ONCE = 64
+# How long a database read behind /readyz, /status or /metrics is reused: scrapes and probes cost no query each.
+REMEMBER_SECONDS = 1.0
 # The loop monitor beats every second; this many seconds without a beat means the loop is not healthy.
 STALE_AFTER = 10.0
 
@@ -71,15 +76,6 @@ class DaemonState:
             log.info("Database available again")
         self.database = None
 
-    async def refresh_backlog(self, engine: AsyncEngine) -> None:
-        """The pending and dead-letter counts, kept at their last known figures while the database is away."""
-        try:
-            async with asyncio.timeout(DATABASE_TIMEOUT), session_factory(engine)() as session:
-                self.pending = await repository.count_by_status(session, EventStatus.PENDING)
-                self.dead_lettered = await repository.count_by_status(session, EventStatus.DEAD_LETTERED)
-        except Exception:  # whatever the driver raises: keep the last figures
-            return
-
     async def monitor_loop(self) -> None:
         """Beat every second and measure how late the loop woke up: the event-loop lag."""
         loop = asyncio.get_running_loop()
@@ -90,6 +86,23 @@ class DaemonState:
             except TimeoutError:
                 self.loop_lag = max(0.0, loop.time() - expected)
             self.beat = time.monotonic()
+
+
+class Recent(Generic[T]):
+    """What `read` returned less than `ttl` seconds ago; callers that ask while it runs share one read."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]], ttl: float) -> None:
+        self._read, self._ttl = read, ttl
+        self._lock = asyncio.Lock()
+        self._value: T | None = None
+        self._at = float("-inf")
+
+    async def get(self) -> T:
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self._ttl:
+                self._value = await self._read()
+                self._at = time.monotonic()
+            return self._value
 
 
 def circuit_status(breaker: CircuitBreaker | None) -> dict[str, Any]:
@@ -105,6 +118,44 @@ def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
 
 
 def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedule: dict[str, str]) -> web.Application:
+    """`engine` is the health server's own (db.open_probe_engine): its reads never queue behind a cycle's, nor
+    a cycle's behind them. Database reads are remembered for a second and shared by the requests that wait for them.
+    """
+    at_once = asyncio.Semaphore(MAX_REQUESTS_AT_ONCE)
+
+    @web.middleware
+    async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async with at_once:
+            return await handler(request)
+
+    async def read_database() -> dict[str, Any]:
+        try:
+            async with engine.connect() as connection:
+                revision = await connection.run_sync(migrations.current_revision_of)
+        except Exception as exc:  # whatever the driver raises, the answer is the same: not ready
+            detail = "no answer within 2 s" if isinstance(exc, TimeoutError) else one_line(driver_error(exc))[:300]
+            return {"database": {"status": "fail", "output": f"database unreachable: {detail}"}}
+        head = migrations.head_revision()
+        return {
+            "database": {"status": "pass"},
+            "schema": {
+                "status": "pass" if revision == head else "fail",
+                "observedValue": revision,
+                "output": "" if revision == head else f"schema at {revision or 'empty'}, head is {head}",
+            },
+        }
+
+    async def read_backlog() -> None:
+        """The pending and dead-letter counts, kept at their last known figures while the database is away."""
+        try:
+            async with session_factory(engine)() as session:
+                state.pending = await repository.count_by_status(session, EventStatus.PENDING)
+                state.dead_lettered = await repository.count_by_status(session, EventStatus.DEAD_LETTERED)
+        except Exception:  # whatever the driver raises: keep the last figures
+            return
+
+    database, backlog = Recent(read_database, REMEMBER_SECONDS), Recent(read_backlog, REMEMBER_SECONDS)
+
     async def livez(request: web.Request) -> web.Response:
         scheduler = state.scheduler_task
         alive = scheduler is not None and not scheduler.done()
@@ -125,21 +176,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return _health(status, checks)
 
     async def readyz(request: web.Request) -> web.Response:
-        checks: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(DATABASE_TIMEOUT), engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-                revision = await connection.run_sync(migrations.current_revision_of)
-            head = migrations.head_revision()
-            checks["database"] = {"status": "pass"}
-            checks["schema"] = {
-                "status": "pass" if revision == head else "fail",
-                "observedValue": revision,
-                "output": "" if revision == head else f"schema at {revision or 'empty'}, head is {head}",
-            }
-        except Exception as exc:  # whatever the driver raises, the answer is the same: not ready
-            detail = "no answer within 2 s" if isinstance(exc, TimeoutError) else str(exc).splitlines()[0][:300]
-            checks["database"] = {"status": "fail", "output": f"database unreachable: {detail}"}
+        checks: dict[str, Any] = dict(await database.get())
         checks["shutdown"] = {
             "status": "fail" if state.stop.is_set() else "pass",
             "output": "draining for shutdown" if state.stop.is_set() else "",
@@ -148,7 +185,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return _health(status, checks)
 
     async def status(request: web.Request) -> web.Response:
-        await state.refresh_backlog(engine)
+        await backlog.get()
         running = state.running
         next_run = state.scheduler.next_run if state.scheduler else None
         body: dict[str, Any] = {
@@ -195,7 +232,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return web.json_response(body)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
-        await state.refresh_backlog(engine)
+        await backlog.get()
         if state.pending is not None:
             metrics.pending.set(state.pending)
         if state.dead_lettered is not None:
@@ -204,7 +241,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         metrics.in_flight.set(state.running.tally.in_flight if state.running else 0)
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-    app = web.Application()
+    app = web.Application(middlewares=[bounded])
     app.router.add_get("/livez", livez)
     app.router.add_get("/healthz", livez)
     app.router.add_get("/readyz", readyz)

@@ -36,9 +36,9 @@ class Resources:
     dispatcher: Dispatcher
 
 
-# The main engine's connections: the liveness lock, the cycle lock, the cycle's bookkeeping, the health server's
-# probes. Claims and outcomes have an engine of their own, sized for the workers (open_resources).
-MAIN_POOL_SIZE = 4
+# The main engine's connections: the liveness lock, the cycle lock, the cycle's bookkeeping. Claims and outcomes
+# have an engine of their own, sized for the workers (open_resources), and the daemon's health server another.
+MAIN_POOL_SIZE = 3
 
 
 def process_owner() -> str:

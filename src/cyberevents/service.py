@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import repository
 from .cycle import CycleBusy, CycleRequest, run_cycle
-from .db import database_error, describe, open_engine
+from .db import database_error, describe, open_engine, open_probe_engine
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
 from .httpserver import serve
@@ -101,7 +101,8 @@ class Daemon:
         schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
         async with AsyncExitStack() as stack:
             engine = await stack.enter_async_context(open_engine(settings, pool_size=MAIN_POOL_SIZE))
-            app = create_app(self.state, engine, self.metrics, schedule)
+            probe_engine = await stack.enter_async_context(open_probe_engine(engine))
+            app = create_app(self.state, probe_engine, self.metrics, schedule)
             try:
                 self.health_url = await stack.enter_async_context(
                     serve(app, settings.health_host, settings.health_port)
