@@ -10,10 +10,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .db import driver_error
+from .db import database_error, driver_error
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,9 @@ async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: 
                 deleted[index] += count
                 if count < batch:
                     break
-    except DBAPIError as exc:
+    except Exception as exc:
+        if not database_error(exc):
+            raise
         log.warning("Retention: pruning stopped early (%s); it resumes after the next cycle", driver_error(exc))
     if any(deleted):
         log.info("Retention: pruned %d analysed events and %d ledger rows older than %g days", *deleted, days)

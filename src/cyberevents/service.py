@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import repository
-from .cycle import CycleBusy, CycleRequest, run_cycle
+from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
 from .db import database_error, describe, open_engine, open_probe_engine
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
@@ -180,17 +180,17 @@ class Daemon:
         request = CycleRequest(self._counts, trigger, slot, self.settings.cycle_timeout(), self.state.stop)
         self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), request.tally)
         try:
-            result = await run_cycle(resources, request)
-        except CycleBusy as busy:
-            log.info("%s: helping it instead", busy)
-            await self._help(resources)
-            return
-        except Exception:  # the cycle is recorded as failed; the daemon lives on for the next slot
-            log.exception("Cycle failed")
+            result = await self._cycle_or_help(resources, request)
+        except Exception as exc:  # recorded as failed where the database allowed it; the daemon lives on
+            if database_error(exc):
+                self.state.database_failed(exc, "running a cycle")
+            else:
+                log.exception("Cycle failed")
             self.metrics.cycles.labels(CycleOutcome.FAILED.value).inc()
             return
         finally:
             self.state.running = None
+        self.state.database_back()
         if result is None:
             return
         self.state.last = result
@@ -198,6 +198,15 @@ class Daemon:
         self.metrics.cycle_seconds.observe(result.total_seconds)
         if result.outcome is CycleOutcome.SUCCEEDED:
             self.metrics.last_success.set(datetime.now(UTC).timestamp())
+
+    async def _cycle_or_help(self, resources: Resources, request: CycleRequest) -> CycleResult | None:
+        """This slot's cycle; or, if another process is running one, help with it instead (None)."""
+        try:
+            return await run_cycle(resources, request)
+        except CycleBusy as busy:
+            log.info("%s: helping it instead", busy)
+            await self._help(resources)
+            return None
 
     async def _record_slot(self, resources: Resources, fate: SlotFate, outcome: CycleOutcome, reason: str) -> None:
         """The ledger row of a slot that got no cycle; if the database is away, the log line is its only record."""

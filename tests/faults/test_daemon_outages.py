@@ -7,12 +7,15 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cyberevents.models import CycleOutcome
 from cyberevents.service import Daemon
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings
-from tests.integration.test_daemon import daemon_settings, get, running, wait_until
+from tests.integration.test_daemon import daemon_settings, get, ledger, running, wait_until
 from tests.proxy import Proxy
 from tests.support import asyncpg_dsn
 
@@ -52,6 +55,45 @@ async def test_a_database_blip_between_cycles_is_an_outage_not_an_exit(
             await wait_until(lambda: database_says(daemon, "'status': 'ok'"), within=60)
             assert (await get(f"{daemon.health_url}/readyz"))[0] == 200
     await proxy.down()
+
+
+async def test_slots_that_fall_in_an_outage_fail_in_one_line_and_cycles_resume(
+    make_settings: MakeSettings,
+    database_url: URL,
+    server_url: URL,
+    engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = Proxy(server_url)
+    await proxy.up()
+    async with recording_agent() as agent:
+        url = proxy.url(database_url).render_as_string(hide_password=False)
+        settings = daemon_settings(make_settings, agent.url, database_url=url, schedule="* * * * * *")
+        daemon = Daemon(settings, asyncio.Event())
+        failed = daemon.metrics.cycles.labels(CycleOutcome.FAILED.value)
+        async with running(daemon):
+            await wait_until(lambda: _succeeded(engine, at_least=1))
+            await proxy.down()
+            await wait_until(lambda: _true(failed._value.get() >= 4))  # four slots fell in the outage
+            assert daemon.state.scheduler_task is not None
+            assert not daemon.state.scheduler_task.done()
+            before = len(await ledger(engine))
+            await proxy.up()
+            await wait_until(lambda: _succeeded(engine, at_least=before + 1), within=60)
+    await proxy.down()
+    assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"
+    outage_lines = [
+        record for record in caplog.records if "Database unavailable while running a cycle" in record.message
+    ]
+    assert len(outage_lines) == 1  # one line per change of state, not one per slot
+
+
+async def _succeeded(engine: AsyncEngine, at_least: int) -> bool:
+    return sum(cycle.outcome is CycleOutcome.SUCCEEDED for cycle in await ledger(engine)) >= at_least
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_a_missing_database_is_named_and_waited_for_not_restarted(
