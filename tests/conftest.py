@@ -65,7 +65,12 @@ def server_url() -> Iterator[URL]:
 
 
 async def _admin(server_url: URL, sql: str) -> None:
-    connection = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(server_url))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+        # Every later test would error the same way: one clear line instead.
+        where = server_url.render_as_string(hide_password=True)
+        pytest.exit(f"the tests' PostgreSQL at {where} does not answer ({exc}); stopping the session", returncode=3)
     try:
         await connection.execute(sql)
     finally:

@@ -74,7 +74,7 @@ async def test_slots_that_fall_in_an_outage_fail_in_one_line_and_cycles_resume(
         async with running(daemon):
             await wait_until(lambda: _succeeded(engine, at_least=1))
             await proxy.down()
-            await wait_until(lambda: _true(failed._value.get() >= 4))  # four slots fell in the outage
+            await wait_until(lambda: failed._value.get() >= 4)  # four slots fell in the outage
             assert daemon.state.scheduler_task is not None
             assert not daemon.state.scheduler_task.done()
             before = len(await ledger(engine))
@@ -90,10 +90,6 @@ async def test_slots_that_fall_in_an_outage_fail_in_one_line_and_cycles_resume(
 
 async def _succeeded(engine: AsyncEngine, at_least: int) -> bool:
     return sum(cycle.outcome is CycleOutcome.SUCCEEDED for cycle in await ledger(engine)) >= at_least
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_missing_database_is_named_and_waited_for_not_restarted(

@@ -22,6 +22,7 @@ from cyberevents.models import Cycle, CycleOutcome, Event, EventStatus
 from tests.agents import recording_agent
 from tests.conftest import AgentProcess, MakeSettings, open_test_resources
 from tests.faults.books import Books, assert_balanced, books
+from tests.integration.test_daemon import wait_until
 from tests.support import cli, read_until
 
 
@@ -78,8 +79,9 @@ async def test_a_second_process_helps_the_running_cycle_instead_of_starting_its_
     async with recording_agent(latency=0.2) as agent:
         settings = make_settings(agent_url=agent.url, dispatch_workers=2)
         async with open_test_resources(settings) as first, open_test_resources(settings) as second:
-            owner = asyncio.create_task(run_cycle(first, CycleRequest(Counts(30, 0, 0))))
-            await asyncio.sleep(0.5)  # the first is dispatching
+            request = CycleRequest(Counts(30, 0, 0))
+            owner = asyncio.create_task(run_cycle(first, request))
+            await wait_until(lambda: request.tally.analysed >= 1)  # the first is dispatching
             with pytest.raises(CycleBusy, match="another process is running cycle 1"):
                 await run_cycle(second, CycleRequest(Counts(2, 0, 0)))
             helped = await second.dispatcher.help(asyncio.Event())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -27,11 +28,15 @@ from tests.conftest import MakeSettings, open_test_resources
 from tests.proxy import Proxy
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+async def wait_until(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
     """Poll `check` (the database and HTTP endpoints have no event to wait on) until true or `within` s pass."""
     async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110
+        while not await _answer(check()):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+
+
+async def _answer(value: Awaitable[bool] | bool) -> bool:
+    return await value if inspect.isawaitable(value) else bool(value)
 
 
 async def ledger(engine: AsyncEngine) -> list[Cycle]:

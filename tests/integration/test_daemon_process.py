@@ -25,7 +25,7 @@ def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled
 ) -> None:
     env = agent_process.env(
         database_url, DISPATCH_WORKERS="3", LOGIN_EVENTS="30", FIREWALL_EVENTS="30", PATCH_EVENTS="30",
-        SCHEDULE="0 0 1 1 *", HEALTH_PORT="0", SHUTDOWN_GRACE_SECONDS="10",
+        SCHEDULE="0 0 1 1 *", HEALTH_PORT="0", SHUTDOWN_GRACE_SECONDS="10", LOG_LEVEL="DEBUG",
     )  # fmt: skip
     daemon = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -38,7 +38,7 @@ def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled
             samples.append(threads)
 
     read_until(daemon.stderr, "Stored 90 events", sample)  # the first events are on their way
-    time.sleep(1.0)  # 100 ms agent, 3 workers: about 30 of the 90 delivered
+    read_until(daemon.stderr, "analysed: severity=", sample)  # the first verdict is in
     samples.extend(t for t in [threads_of(daemon.pid)] if t is not None)
     signalled = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
@@ -92,14 +92,14 @@ def test_an_unknown_time_zone_is_one_line_and_exit_2() -> None:
 
 def test_run_once_handles_sigterm_the_same_way(database_url: URL, agent_process: AgentProcess) -> None:
     """A CronJob's deadline: in-flight deliveries finish, the rest stays pending, exit 1 says so."""
-    env = agent_process.env(database_url, DISPATCH_WORKERS="2")
+    env = agent_process.env(database_url, DISPATCH_WORKERS="2", LOG_LEVEL="DEBUG")
     once = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "run-once", "--json", "--login", "40", "--firewall", "0", "--patch", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert once.stderr is not None
     read_until(once.stderr, "Stored 40 events")
-    time.sleep(0.5)
+    read_until(once.stderr, "analysed: severity=")  # the first verdict is in
     once.send_signal(signal.SIGTERM)
     stdout, stderr = once.communicate(timeout=30)
     assert once.returncode == 1, stderr

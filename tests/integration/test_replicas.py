@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -47,7 +48,7 @@ def _kill_the_owner_and_wait(
 ) -> tuple[int, Books, list[int]]:
     try:
         owner = _wait_for_owner(logs)
-        time.sleep(1.5)  # all three are delivering
+        _wait_for(lambda: run(_claimants(database_url)) == 3, within=60)  # all three are delivering
         replicas[owner].send_signal(signal.SIGKILL)
         replicas[owner].wait(timeout=10)
         found = _wait_for_all_analysed(database_url, within=90)
@@ -64,6 +65,16 @@ def _wait_for(check: Callable[[], bool], within: float) -> None:
     deadline = time.monotonic() + within
     while not check() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+async def _claimants(database_url: URL) -> int:
+    """How many processes hold claims on events now."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text("SELECT count(DISTINCT lease_owner) FROM events")) or 0)
+    finally:
+        await engine.dispose()
 
 
 def _wait_for_owner(logs: list[Path]) -> int:
