@@ -27,37 +27,36 @@ class Liveness:
         self._engine = engine
         self._connection: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection: it knows, without a round trip, that it was closed
-        self.lock = 0
+        self._held = False
+        self.lock = _random_lock()
 
-    async def ensure(self) -> None:
-        """Before each claim: cheap while the connection lives; a database error propagates, for a retry."""
-        if self._driver is not None and not self._driver.is_closed():
-            return
+    async def ensure(self) -> bool:
+        """Before each claim: no round trip while the lock is held on a live connection. Whether it is held now;
+        a database error propagates, for the claim's retry."""
+        if self._driver is None or self._driver.is_closed():
+            await self._reconnect()
+        elif self._held:
+            return True
+        assert self._connection is not None
+        # Not taken: the process's old session still holds it, its end not yet noticed by the server; or, before
+        # the first claim, another process drew the same key. The next call tries again.
+        self._held = await repository.try_liveness_lock(self._connection, self.lock)
+        return self._held
+
+    async def _reconnect(self) -> None:
         if self._connection is not None:
             log.warning("The connection holding this process's liveness lock was lost: taking it again")
-            await self._connection.invalidate()
-            await self._connection.close()
-            self._connection = self._driver = None
-        connection = await self._engine.connect()
-        first = not self.lock
-        try:
-            if first:
-                self.lock = _random_lock()
-            while not await repository.try_liveness_lock(connection, self.lock):
-                if not first:
-                    break  # held by this process's old session, which the server has not ended yet
-                self.lock = _random_lock()  # another process's: all but impossible, but not ours to share
-        except BaseException:
-            await connection.close()
-            raise
-        self._connection = connection
-        self._driver = (await connection.get_raw_connection()).driver_connection
+            await self.close()
+        self._held = False
+        self._connection = await self._engine.connect()
+        self._driver = (await self._connection.get_raw_connection()).driver_connection
 
     async def close(self) -> None:
         """End the session, and with it the lock: back in the pool, the connection would keep holding it."""
         if self._connection is not None:
             await self._connection.invalidate()
             await self._connection.close()
+            self._connection = self._driver = None
 
 
 def _random_lock() -> int:
@@ -66,9 +65,11 @@ def _random_lock() -> int:
 
 @asynccontextmanager
 async def hold_liveness(engine: AsyncEngine) -> AsyncIterator[Liveness]:
+    """The lock taken under a key no other process holds; the key never changes after that: claims name it."""
     liveness = Liveness(engine)
-    await liveness.ensure()
     try:
+        while not await liveness.ensure():
+            liveness.lock = _random_lock()
         yield liveness
     finally:
         await liveness.close()

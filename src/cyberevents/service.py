@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import repository
 from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
 from .db import database_error, describe, open_engine, open_probe_engine
+from .dispatcher import Tally
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
 from .httpserver import serve
@@ -145,7 +146,7 @@ class Daemon:
             except Exception as exc:
                 if not database_error(exc):
                     raise
-                self.state.database_failed(exc, f"waiting for the database at {self._location}")
+                self.state.database_failed(exc, f"starting (database at {describe(self.settings.sqlalchemy_url)})")
             else:
                 self.state.database_back()
                 return resources
@@ -177,9 +178,11 @@ class Daemon:
             log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
 
     async def _run_cycle(self, resources: Resources, slot: datetime | None, trigger: CycleTrigger) -> None:
-        request = CycleRequest(self._counts, trigger, slot, self.settings.cycle_timeout(), self.state.stop)
-        self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), request.tally)
-        try:
+        tally = Tally.of({})
+        self.state.running = RunningCycle(trigger, slot, datetime.now(UTC), tally)
+        try:  # the timeout comes from slot arithmetic, which refuses rather than hangs: inside, like the cycle
+            timeout = self.settings.cycle_timeout()
+            request = CycleRequest(self._counts, trigger, slot, timeout, self.state.stop, tally)
             result = await self._cycle_or_help(resources, request)
         except Exception as exc:  # recorded as failed where the database allowed it; the daemon lives on
             if database_error(exc):
@@ -229,10 +232,6 @@ class Daemon:
                 raise
             self.state.database_failed(exc, "looking up the last cycle")
             return False
-
-    @property
-    def _location(self) -> str:
-        return describe(self.settings.sqlalchemy_url)
 
 
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:

@@ -27,6 +27,7 @@ from cyberevents.models import (
     PatchEvent,
 )
 from cyberevents.protocol import AgentRequest
+from tests.integration.test_daemon import wait_until
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # A claimant whose liveness lock nobody holds: its claims last only as long as their leases would.
@@ -278,3 +279,19 @@ async def test_an_event_whose_deliveries_die_with_their_process_is_dead_lettered
     assert event.last_error == (
         "its deliveries were lost 2 times: the processes sending it stopped before recording an outcome"
     )
+
+
+async def test_a_liveness_lock_lost_with_its_connection_is_taken_again_under_the_same_key(engine: AsyncEngine) -> None:
+    held = text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND classid = :space AND objid = :lock"
+    )
+    async with hold_liveness(engine) as liveness:
+        key = {"space": repository.LIVENESS_LOCK_SPACE, "lock": liveness.lock}
+        async with engine.connect() as connection:
+            [pid] = (await connection.scalars(held, key)).all()
+            await connection.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+            assert (await connection.scalars(held, key)).all() == []  # the others now see this process as dead
+        await wait_until(lambda: liveness._driver.is_closed())  # the client learns it from the closed socket
+        assert await liveness.ensure()  # before the next claim
+        async with engine.connect() as connection:
+            assert len((await connection.scalars(held, key)).all()) == 1
