@@ -18,9 +18,10 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__, migrations, report, repository
 from .agent.server import AgentKnobs, serve
@@ -39,6 +40,7 @@ from .settings import MAX_EVENTS_PER_KIND, ConfigError, Settings, load_settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+Number = TypeVar("Number", int, float)
 
 
 class DatabaseError(Exception):
@@ -151,7 +153,11 @@ async def _agent(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     token = args.token or (settings.agent_token.get_secret_value() if settings.agent_token else None)
     knobs = AgentKnobs(args.latency_ms, args.jitter_ms, args.error_rate, token=token)
-    async with serve(knobs, args.host, args.port) as url:
+    async with AsyncExitStack() as stack:
+        try:
+            url = await stack.enter_async_context(serve(knobs, args.host, args.port))
+        except OSError as exc:  # the port taken, the address not this host's
+            raise ConfigError(f"--host {args.host} --port {args.port}: cannot listen ({exc.strerror or exc})") from None
         log.info(
             "Reference agent listening at %s (latency %g ms ± %g ms, error rate %g%s)",
             url, knobs.latency_ms, knobs.jitter_ms, knobs.error_rate, ", bearer token required" if token else "",
@@ -184,33 +190,20 @@ def _plain(value: object) -> object:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def _within(kind: Callable[[str], Number], low: Number, high: Number) -> Callable[[str], Number]:
+    """An argparse type: a `kind` number from `low` to `high` (NaN is outside every range)."""
+
+    def parse(text: str) -> Number:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {text}")
+        return value
+
+    parse.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"
+    return parse
 
 
-def _event_count(text: str) -> int:
-    """A count of events, within the cap the settings give LOGIN_EVENTS and the others."""
-    value = _non_negative(text)
-    if value > MAX_EVENTS_PER_KIND:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_EVENTS_PER_KIND:,}, got {value:,}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_event_count = _within(int, 0, MAX_EVENTS_PER_KIND)  # the cap the settings give LOGIN_EVENTS and the others
 
 
 def _add_counts(parser: argparse.ArgumentParser) -> None:
@@ -221,6 +214,8 @@ def _add_counts(parser: argparse.ArgumentParser) -> None:
 
 def _timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
+    if not 1900 <= moment.year <= 9000:  # a window near the calendar's ends would overflow it
+        raise argparse.ArgumentTypeError(f"must be between the years 1900 and 9000, got {text}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -249,10 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser("agent", help="serve the reference analysis agent (for tests and load runs)")
     agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    agent.add_argument("--port", type=_non_negative, default=8081, help="port (default 8081; 0 picks a free one)")
-    agent.add_argument("--latency-ms", type=_milliseconds, default=0.0, help="added latency per request")
-    agent.add_argument("--jitter-ms", type=_milliseconds, default=0.0, help="random ± variation of the latency")
-    agent.add_argument("--error-rate", type=_fraction, default=0.0, help="fraction of requests answered 503")
+    agent.add_argument(
+        "--port", type=_within(int, 0, 65535), default=8081, help="port (default 8081; 0 picks a free one)"
+    )
+    milliseconds = _within(float, 0.0, 3_600_000.0)
+    agent.add_argument("--latency-ms", type=milliseconds, default=0.0, help="added latency per request")
+    agent.add_argument("--jitter-ms", type=milliseconds, default=0.0, help="random ± variation of the latency")
+    agent.add_argument("--error-rate", type=_within(float, 0.0, 1.0), default=0.0, help="fraction answered 503")
     agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
     agent.set_defaults(handler=_agent)
 
@@ -267,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which events (default dead_lettered); never one a live process is delivering",
     )
     requeue.add_argument("--kind", choices=[kind.value for kind in EventKind], help="only events of this kind")
-    requeue.add_argument("--id", type=int, nargs="+", help="only these event ids")
+    requeue.add_argument("--id", type=_within(int, 1, 2**63 - 1), nargs="+", help="only these event ids")
     requeue.set_defaults(handler=_requeue)
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
@@ -283,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)"
     )
-    gen.add_argument("--window-minutes", type=_non_negative, default=30, help="length of the window")
+    gen.add_argument("--window-minutes", type=_within(int, 0, 525_600), default=30, help="length of the window")
     _add_counts(gen)
     gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")
     gen.set_defaults(handler=_generate)

@@ -214,6 +214,10 @@ def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning validation errors into one line naming each variable and what is allowed."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f".env: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f".env: cannot read it ({exc.strerror or exc})") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -104,10 +104,29 @@ def test_generate_reproduces_a_cycle_from_its_seed() -> None:
     assert "ground_truth" not in without_truth.stdout and len(without_truth.stdout.splitlines()) == 1
 
 
-def test_count_flags_have_the_settings_caps() -> None:
-    result = cli("run-once", "--login", "99999999999", env={})
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("run-once", "--login", "99999999999"), "argument --login: must be between 0 and 1,000,000, got 99999999999"),
+        (("agent", "--latency-ms", "nan"), "argument --latency-ms: must be between 0.0 and 3,600,000.0, got nan"),
+        (("agent", "--port", "99999"), "argument --port: must be between 0 and 65,535, got 99999"),
+        (("generate", "--seed", "1", "--window-end", "0001-01-01T00:10"), "must be between the years 1900 and 9000"),
+        (("generate", "--seed", "1", "--window-minutes", "1e9"), "argument --window-minutes: invalid number value"),
+        (("requeue", "--id", "99999999999999999999"), "argument --id: must be between 1 and 9,223,372,036,854,775,807"),
+    ],
+)
+def test_flags_have_caps_and_say_so_in_one_line(args: tuple[str, ...], complaint: str) -> None:
+    result = cli(*args, env={})
     assert result.returncode == 2
-    assert "argument --login: must be at most 1,000,000, got 99,999,999,999" in result.stderr
+    assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"LOG_LEVEL=\xff\n")
+    result = cli("generate", "--seed", "1", env={}, cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "cyberevents: error: .env: not UTF-8 text (invalid start byte at byte 10)"
 
 
 def test_a_closed_stdout_pipe_ends_quietly() -> None:
