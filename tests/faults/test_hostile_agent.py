@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -49,6 +50,10 @@ class Reply:
         """Short enough to print with a failing example: a body can be 200 kB of brackets."""
         body = self.body if len(self.body) <= 300 else self.body[:150] + b"..." + self.body[-150:]
         return f"Reply({self.status}, {self.headers!r}, {body!r} ({len(self.body)} bytes), {self.framing!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints a dataclass field by field unless it is told otherwise."""
+        printer.text(repr(self))
 
     def render(self, authorization: str) -> bytes:
         body = self.body.replace(b"ECHO", authorization.encode("latin-1"))
