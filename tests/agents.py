@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -94,3 +95,26 @@ async def raw_agent() -> AsyncIterator[RawAgent]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def _echo_authorization(request: web.Request) -> web.Response:
+    return web.Response(status=503, text=f"you sent {request.headers.get('Authorization', '')}")
+
+
+async def _serve_echoing_agent() -> None:
+    """An agent that answers 503 with the Authorization header it received, until SIGTERM."""
+    app = web.Application()
+    app.router.add_post("/analyse", _echo_authorization)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}/analyse", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":  # `python -m tests.agents`: the echoing agent, in a process of its own
+    asyncio.run(_serve_echoing_agent())

@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded, or the
 cycle was cut off; check-db: schema not at head); 2 configuration or database error; 3 run-once found another
 cycle running (another process holds the cycle lock); 70 an unexpected error (a bug: the traceback is printed);
-130 interrupted.
+130 interrupted by Ctrl-C (SIGINT), at any moment.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
-    progress, result = Progress(sys.stderr), None
+    progress, result, interrupted = Progress(sys.stderr), None, None
     try:
         async with (
             open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
@@ -79,11 +79,12 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             request = CycleRequest(_counts(args, settings), timeout=_timeout(settings), stop=stop.event)
             request.tally.listeners.append(progress)
             result = await run_cycle(resources, request)
+        interrupted = stop.exit_code
     finally:
         progress.close()
     if result is None:  # cut short by a second signal or the end of the shutdown grace: recorded as interrupted
         print("cycle interrupted; undelivered events stay pending", file=sys.stderr)
-        return 1
+        return interrupted or 1
     if args.json:
         print(json.dumps(result_json(result)))
     else:
@@ -96,7 +97,7 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             f"cycle {result.cycle_id}: {result.analysed}/{result.generated} analysed, {result.outcome.value}; "
             f"dispatch {result.dispatch_seconds:.1f}s, total {result.total_seconds:.1f}s (seed {result.seed})"
         )
-    return 0 if result.outcome is CycleOutcome.SUCCEEDED else 1
+    return interrupted or (0 if result.outcome is CycleOutcome.SUCCEEDED else 1)
 
 
 def _timeout(settings: Settings) -> timedelta | None:

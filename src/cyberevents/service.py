@@ -41,6 +41,12 @@ class Stop:
 
     event: asyncio.Event
     forced: bool = False
+    received: signal.Signals | None = None  # the first signal
+
+    @property
+    def exit_code(self) -> int | None:
+        """130 once Ctrl-C (SIGINT) stopped the work, whatever it had done: the shell's convention."""
+        return 130 if self.received is signal.SIGINT else None
 
 
 @asynccontextmanager
@@ -69,6 +75,7 @@ async def graceful_stop(settings: Settings) -> AsyncIterator[Stop]:
             signum.name, settings.shutdown_grace_seconds,
         )  # fmt: skip
         stop.event.set()
+        stop.received = signum
         deadline = loop.call_later(settings.shutdown_grace_seconds, cut_short)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -242,6 +249,7 @@ async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def run_daemon(settings: Settings) -> int:
+    """0 once stopped by SIGTERM; 130 by Ctrl-C."""
     async with graceful_stop(settings) as stop:
         await Daemon(settings, stop.event).run()
-    return 0
+    return stop.exit_code or 0

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL
+import subprocess
+import sys
 
-from tests.support import cli
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cyberevents.db import session_factory
+from cyberevents.eventloop import run
+from cyberevents.models import Event
+from tests.support import clean_env, cli
 
 PASSWORD, TOKEN = "hunter2-pw-Zq8", "tok-s3cret-Xy7"
 
@@ -40,3 +48,39 @@ def test_turning_tls_verification_off_is_logged(database_url: URL) -> None:
     assert (
         "AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (https://127.0.0.1:9/analyse)" in result.stderr
     )
+
+
+def test_a_token_the_agent_echoes_reaches_no_log_line_and_no_row(database_url: URL) -> None:
+    """The agent puts the Authorization header in its error body: logged and stored as the event's reason."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.agents"], stdout=subprocess.PIPE, text=True, env=clean_env()
+    ) as agent:
+        assert agent.stdout is not None
+        env = {
+            "DATABASE_URL": database_url.render_as_string(hide_password=False),
+            "AGENT_URL": agent.stdout.readline().strip(),
+            "AGENT_TOKEN": TOKEN,
+            "LOG_LEVEL": "DEBUG",
+            "AGENT_MAX_RETRIES": "1",
+            "AGENT_RETRY_BACKOFF_SECONDS": "0.01",
+        }
+        for log_format in ("text", "json"):
+            result = cli(
+                "run-once", "--login", "3", "--firewall", "0", "--patch", "0", env=env | {"LOG_FORMAT": log_format}
+            )
+            assert result.returncode == 1, result.stderr
+            assert "you sent Bearer ***" in result.stderr  # the reason is there, the token is not
+            assert TOKEN not in result.stdout + result.stderr
+        agent.terminate()
+    errors = run(last_errors(database_url))
+    assert len(errors) == 6
+    assert all(error is not None and "you sent Bearer ***" in error for error in errors)
+
+
+async def last_errors(database_url: URL) -> list[str | None]:
+    engine = create_async_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return list((await session.scalars(select(Event.last_error))).all())
+    finally:
+        await engine.dispose()

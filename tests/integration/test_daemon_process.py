@@ -107,3 +107,22 @@ def test_run_once_handles_sigterm_the_same_way(database_url: URL, agent_process:
     assert report["outcome"] == "interrupted"
     assert 0 < report["kinds"]["login"]["analysed"] < 40
     assert report["kinds"]["login"]["failed"] == 0
+
+
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(database_url: URL, agent_process: AgentProcess) -> None:
+    """At once (the libraries loading), mid-cycle, or once the first verdict is in: 130, never a traceback.
+
+    A signal that lands before the interpreter has installed its handler ends the process by the kernel's default
+    action (-2 here, which shells also report as 130): nothing in Python runs that early to do otherwise.
+    """
+    env = agent_process.env(database_url, DISPATCH_WORKERS="1", LOG_LEVEL="DEBUG")
+    command = [sys.executable, "-m", "cyberevents", "run-once", "--login", "20", "--firewall", "0", "--patch", "0"]
+    for moment in (None, "Stored 20 events", "analysed: severity="):
+        once = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert once.stderr is not None
+        if moment is not None:
+            read_until(once.stderr, moment)
+        once.send_signal(signal.SIGINT)
+        _, stderr = once.communicate(timeout=60)
+        assert once.returncode == 130 or (moment is None and once.returncode == -signal.SIGINT), (moment, stderr)
+        assert "Traceback" not in stderr, (moment, stderr)
