@@ -105,6 +105,14 @@ class Recent(Generic[T]):
             return self._value
 
 
+def _state_of(state: DaemonState) -> str:
+    if state.stop.is_set():
+        return "draining"
+    if state.running is not None:
+        return "running"
+    return "starting" if state.scheduler is None else "idle"
+
+
 def circuit_status(breaker: CircuitBreaker | None) -> dict[str, Any]:
     """The agent circuit as /status shows it: why dispatch pauses, and for how long."""
     if breaker is None or breaker.state == "closed":
@@ -190,7 +198,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         next_run = state.scheduler.next_run if state.scheduler else None
         body: dict[str, Any] = {
             "version": __version__,
-            "state": "draining" if state.stop.is_set() else ("running" if running else "idle"),
+            "state": _state_of(state),
             "uptime_seconds": round(time.monotonic() - state.started_at, 1),
             "schedule": schedule | {"next_run": next_run.isoformat() if next_run else None},
             "running_cycle": None,

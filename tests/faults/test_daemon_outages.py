@@ -106,6 +106,7 @@ async def test_a_missing_database_is_named_and_waited_for_not_restarted(
         try:
             async with running(daemon):
                 await wait_until(lambda: database_says(daemon, "the database does not exist"))
+                assert (await status_of(daemon))["state"] == "starting"
                 status, body = await get(f"{daemon.health_url}/livez")
                 assert status == 200, body
                 assert (await get(f"{daemon.health_url}/readyz"))[0] == 503
