@@ -219,6 +219,7 @@ async def bench(make_settings: MakeSettings) -> AsyncIterator[Bench]:
             yield Bench(resources, agent, await row_of(resources.sessions, 1))
 
 
+@pytest.mark.timeout(900)  # 1,000 examples: about a minute alone, several on a machine another test run loads
 @settings(
     max_examples=1000,
     deadline=None,
