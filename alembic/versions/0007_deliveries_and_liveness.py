@@ -8,7 +8,8 @@ Create Date: 2026-11-30 20:30:00
 back: events ended pending at MAX_ATTEMPTS, which no claim takes and `requeue` did not reach. It now counts the
 deliveries whose outcome was recorded. A claim its owner never finished, the owner having died, is counted apart in
 `lost_deliveries` when the claim is taken over, and `lease_lock` names the owner's session advisory lock, so that a
-dead owner's claims are taken over at once. Existing pending events' counts were such lost claims: they move.
+dead owner's claims are taken over at once. Existing pending events' counts were such lost claims: they move, but
+for a claim still leased, which the next claim counts as lost when it takes it over.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ def upgrade() -> None:
     op.add_column("events", sa.Column("lease_lock", sa.Integer(), nullable=True))
     op.create_check_constraint("lost_deliveries_non_negative", "events", "lost_deliveries >= 0")
     op.execute(
-        "UPDATE events SET lost_deliveries = delivery_count, delivery_count = 0 "
-        "WHERE status = 'pending' AND delivery_count > 0"
+        "UPDATE events SET lost_deliveries = greatest(delivery_count - (lease_owner IS NOT NULL)::int, 0), "
+        "delivery_count = 0 WHERE status = 'pending' AND delivery_count > 0"
     )
 
 
 def downgrade() -> None:
-    op.execute("UPDATE events SET delivery_count = delivery_count + lost_deliveries WHERE status = 'pending'")
+    # Claims counted again, as they were: lost ones, and the one a lease still stands for.
+    op.execute(
+        "UPDATE events SET delivery_count = delivery_count + lost_deliveries + "
+        "(status = 'pending' AND lease_owner IS NOT NULL)::int"
+    )
     op.drop_constraint("lost_deliveries_non_negative", "events", type_="check")
     op.drop_column("events", "lease_lock")
     op.drop_column("events", "lost_deliveries")

@@ -20,6 +20,7 @@ import stamina
 from pydantic import SecretStr
 
 from .protocol import IDEMPOTENCY_HEADER, Delivery, InvalidVerdict, Verdict, parse_verdict
+from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class Answer:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds between 0 and MAX_RETRY_AFTER: a number of seconds or an HTTP date; None if absent
-    or unreadable. Never NaN or infinite: one such wait in the loop's timer heap stops every other timer."""
+    """Retry-After as seconds, 0 or more: a number of seconds or an HTTP date; None if absent or unreadable. Never
+    NaN or infinite: one such wait in the loop's timer heap stops every other timer. AgentClient caps it."""
     if not value:
         return None
     try:
@@ -58,9 +59,7 @@ def retry_after_seconds(value: str | None) -> float | None:
             seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
         except (TypeError, ValueError, OverflowError, IndexError):
             return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -92,6 +91,7 @@ class AgentClient:
         backoff_seconds: float = 0.5,
         verify_tls: bool = True,
         max_retry_after: float = MAX_RETRY_AFTER,
+        redact: Redactor | None = None,
     ) -> None:
         self.url = url
         self._workers = workers
@@ -102,6 +102,7 @@ class AgentClient:
         self._attempts, self._backoff_seconds = max_retries + 1, backoff_seconds
         self._verify_tls = verify_tls
         self._max_retry_after = max_retry_after
+        self._redact = redact or Redactor(())
         if not verify_tls and url.startswith("https:"):
             log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
@@ -171,7 +172,7 @@ class AgentClient:
             ) as response:
                 body = await _read_capped(response)
                 if response.status != 200:
-                    raise _refusal(response, body)
+                    raise _refusal(response, body, self._redact)
                 return parse_verdict(body)
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None
@@ -186,13 +187,14 @@ class AgentClient:
             raise AgentError(f"agent response unreadable: {type(exc).__name__}: {exc}", transient=False) from None
 
 
-def _refusal(response: aiohttp.ClientResponse, body: bytes) -> AgentError:
-    """Any status but 200 is a failed delivery; the message shows the start of the body, or where a redirect led."""
+def _refusal(response: aiohttp.ClientResponse, body: bytes, redact: Redactor) -> AgentError:
+    """Any status but 200 is a failed delivery; the message shows the start of the body, or where a redirect led,
+    redacted before it is cut short (a secret cut in two would no longer be recognised)."""
     if 300 <= response.status < 400:
-        location = response.headers.get("Location", "no Location")[:200]
+        location = redact(response.headers.get("Location", "no Location"))[:200]
         detail = f"redirect to {location} (the protocol takes no redirects)"
     else:
-        detail = body[:200].decode(errors="replace").strip().replace("\n", " ")
+        detail = redact(body[:4096].decode(errors="replace"))[:200].strip().replace("\n", " ")
     return AgentError(
         f"agent answered HTTP {response.status}: {detail}",
         transient=response.status in RETRIED_STATUSES,

@@ -328,8 +328,13 @@ def _main(argv: Sequence[str] | None) -> int:
     quiet_collector()
     handler: Handler = args.handler
     try:
-        settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format, Redactor(settings.secret_values()))
+        settings = load_settings()  # its errors never show a secret
+    except ConfigError as exc:
+        print(f"cyberevents: error: {exc}", file=sys.stderr)
+        return 2
+    redact = Redactor(settings.secret_values())  # whatever is printed from here on, a driver's text included
+    configure_logging(settings.log_level, settings.log_format, redact)
+    try:
         try:
             return run(handler(args, settings))
         except Exception as exc:
@@ -337,8 +342,14 @@ def _main(argv: Sequence[str] | None) -> int:
                 raise
             raise _database_error(exc, settings) from exc
     except (ConfigError, DatabaseError) as exc:
-        print(f"cyberevents: error: {exc}", file=sys.stderr)
+        print(redact(f"cyberevents: error: {exc}"), file=sys.stderr)
         return 2
     except CycleBusy as exc:
         print(f"cyberevents: busy: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        raise
+    except Exception:
+        print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        print("cyberevents: internal error (the traceback above); please report it", file=sys.stderr)
+        return 70

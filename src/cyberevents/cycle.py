@@ -133,7 +133,7 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         outcome, reason = CycleOutcome.INTERRUPTED, "cancelled at shutdown; undelivered events stay pending"
         raise
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        reason = resources.dispatcher.redact.storable(f"{type(exc).__name__}: {exc}")
         raise
     finally:
         total_seconds = time.monotonic() - clock

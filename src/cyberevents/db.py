@@ -118,12 +118,14 @@ PROBE_TIMEOUT_SECONDS = 2
 
 @asynccontextmanager
 async def open_probe_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    """The health server's own pool on the same database, disposed on exit: one connection, and no connection or
-    statement waited for longer than PROBE_TIMEOUT_SECONDS (a database that slow is not ready), so that health
-    traffic never queues behind a cycle's bookkeeping, nor the bookkeeping behind it."""
+    """The health server's own pool on the same database, disposed on exit: one connection, and no connection,
+    checkout or statement waited for longer than PROBE_TIMEOUT_SECONDS (a database that slow is not ready), the
+    driver's own timeouts, not cancellations; so that health traffic never queues behind a cycle's bookkeeping,
+    nor the bookkeeping behind it."""
     probes = _create_engine(
         engine.url, 1, {"statement_timeout": str(PROBE_TIMEOUT_SECONDS * 1000)},
-        {"timeout": PROBE_TIMEOUT_SECONDS}, pool_timeout=PROBE_TIMEOUT_SECONDS, pool_pre_ping=True,
+        {"timeout": PROBE_TIMEOUT_SECONDS, "command_timeout": PROBE_TIMEOUT_SECONDS},
+        pool_timeout=PROBE_TIMEOUT_SECONDS, pool_pre_ping=True,
     )  # fmt: skip
     try:
         yield probes
@@ -171,11 +173,22 @@ _NEEDS_AN_OPERATOR = {
 }
 
 
+# SQLSTATEs of a database that is away or refusing, rather than of a statement this program got wrong: connection
+# exceptions, invalid authorization, invalid catalog, insufficient resources, operator intervention, a read-only
+# server (a failover), a serialization failure or deadlock, a missing permission or table (a schema not migrated).
+_OUTAGE_CLASSES = ("08", "28", "3D", "53", "57")
+_OUTAGE_STATES = frozenset({"25006", "40001", "40P01", "42501", "42P01"})
+
+
 def database_error(exc: BaseException) -> bool:
-    """Whether the database (or the way to it) is what failed, rather than this program."""
-    if isinstance(exc, DBAPIError | asyncpg.PostgresError | TimeoutError):
+    """Whether the database (or the way to it) is what failed, to be waited out, rather than this program: a
+    statement it got wrong (a ProgrammingError, an IntegrityError) must stop it loudly instead."""
+    if not isinstance(exc, Exception):
+        return False
+    if database_unavailable(exc):
         return True
-    return isinstance(exc, Exception) and database_unavailable(exc)
+    state = getattr(driver_error(exc), "sqlstate", None) or ""
+    return state[:2] in _OUTAGE_CLASSES or state in _OUTAGE_STATES
 
 
 def database_problem(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import stamina
@@ -196,6 +196,10 @@ class Dispatcher:
                             break
                         name = f"deliver-event-{delivery.event_id}"
                         tasks.create_task(self._deliver(delivery, slots, tally), name=name)
+        except ExceptionGroup as group:  # deliveries raise nothing: this is the claim awaited in the group's body
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             await finish_even_if_cancelled(self._release_leases(after=next_batch))
         return claimed_total
@@ -215,9 +219,11 @@ class Dispatcher:
             for cycle_id in running:
                 claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
                 async with self.sessions() as session, session.begin():
-                    pending, _ = await repository.cycle_progress(session, cycle_id, self.claimant.owner)
-                    # Only looks at the lock: taking it, even briefly, could turn away a replica starting a cycle.
-                    if pending == 0 and claimed == 0 and not await repository.cycle_lock_held(session):
+                    _, held = await repository.cycle_progress(session, cycle_id, self.claimant.owner)
+                    # Nothing this process could claim, nothing a live one holds: what is left (events whose
+                    # deliveries died too often, say) is for the next cycle. Only looks at the cycle lock: taking
+                    # it, even briefly, could turn away a replica starting a cycle.
+                    if claimed == 0 and held == 0 and not await repository.cycle_lock_held(session):
                         await repository.close_abandoned_cycles(session, cycle_id)
                         log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
             with contextlib.suppress(TimeoutError):
@@ -242,10 +248,12 @@ class Dispatcher:
         terminated backend) for as long as a verdict's write would be; a statement that fails is not retried."""
         async for attempt in through_outage():
             with attempt:
-                await self.liveness.ensure()  # a claim names the lock: it must be held, or the claim is anyone's
+                # A claim names the lock only while it is held; otherwise its lease alone keeps it this process's.
+                held = await self.liveness.ensure()
+                claimant = self.claimant if held else replace(self.claimant, lock=None)
                 async with self.writes() as session:  # one statement: its own transaction
                     return await repository.claim(
-                        session, cycle_id, self.claimant, self.batch_size, backlog=scope == "backlog"
+                        session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog"
                     )
         raise AssertionError("stamina retries until it returns or raises")
 
@@ -356,13 +364,12 @@ class Dispatcher:
 
     async def _write(
         self, delivery: Delivery, outcome: Answer | AgentError, connections: asyncio.Semaphore
-    ) -> EventStatus:
+    ) -> EventStatus | None:
         async with connections:  # the task's own session, opened by the repository for this one statement
             if isinstance(outcome, AgentError):
                 return await repository.record_failure(
-                    self.writes, delivery.event_id, self.redact.storable(str(outcome)), outcome.attempts,
-                    self.claimant.max_attempts,
-                )  # fmt: skip
+                    self.writes, delivery.event_id, self.claimant, self.redact.storable(str(outcome)), outcome.attempts
+                )
             await repository.record_analysis(
                 self.writes, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
                 outcome.verdict.summary, outcome.raw, outcome.attempts,

@@ -89,19 +89,20 @@ class DaemonState:
 
 
 class Recent(Generic[T]):
-    """What `read` returned less than `ttl` seconds ago; callers that ask while it runs share one read."""
+    """What `read` returned less than `ttl` seconds ago, whatever it was; callers that ask while it runs share one
+    read. `read` must return, not hang: its own timeouts bound it."""
 
     def __init__(self, read: Callable[[], Awaitable[T]], ttl: float) -> None:
         self._read, self._ttl = read, ttl
         self._lock = asyncio.Lock()
-        self._value: T | None = None
-        self._at = float("-inf")
+        self._read_at: float | None = None
+        self._value: T
 
     async def get(self) -> T:
         async with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self._ttl:
+            if self._read_at is None or time.monotonic() - self._read_at >= self._ttl:
                 self._value = await self._read()
-                self._at = time.monotonic()
+                self._read_at = time.monotonic()
             return self._value
 
 
@@ -133,6 +134,8 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
 
     @web.middleware
     async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in ("/livez", "/healthz"):  # reads nothing, waits for nothing: never behind a flood
+            return await handler(request)
         async with at_once:
             return await handler(request)
 
@@ -153,14 +156,19 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
             },
         }
 
-    async def read_backlog() -> None:
-        """The pending and dead-letter counts, kept at their last known figures while the database is away."""
+    async def read_backlog() -> tuple[int, int] | None:
+        """The pending and dead-letter counts; None while the database is away."""
         try:
             async with session_factory(engine)() as session:
-                state.pending = await repository.count_by_status(session, EventStatus.PENDING)
-                state.dead_lettered = await repository.count_by_status(session, EventStatus.DEAD_LETTERED)
-        except Exception:  # whatever the driver raises: keep the last figures
-            return
+                pending = await repository.count_by_status(session, EventStatus.PENDING)
+                return pending, await repository.count_by_status(session, EventStatus.DEAD_LETTERED)
+        except Exception:  # whatever the driver raises
+            return None
+
+    async def refresh_backlog() -> None:
+        """Kept at their last known figures while the database is away."""
+        if (counts := await backlog.get()) is not None:
+            state.pending, state.dead_lettered = counts
 
     database, backlog = Recent(read_database, REMEMBER_SECONDS), Recent(read_backlog, REMEMBER_SECONDS)
 
@@ -193,7 +201,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return _health(status, checks)
 
     async def status(request: web.Request) -> web.Response:
-        await backlog.get()
+        await refresh_backlog()
         running = state.running
         next_run = state.scheduler.next_run if state.scheduler else None
         body: dict[str, Any] = {
@@ -240,7 +248,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         return web.json_response(body)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
-        await backlog.get()
+        await refresh_backlog()
         if state.pending is not None:
             metrics.pending.set(state.pending)
         if state.dead_lettered is not None:

@@ -297,7 +297,7 @@ class Claimant:
     """Who claims: the owner's name on its leases, its liveness lock, and the limits its claims keep."""
 
     owner: str
-    lock: int
+    lock: int | None  # None while this process does not hold its liveness lock: its claims then last their lease
     lease_seconds: float
     max_attempts: int
 
@@ -320,10 +320,18 @@ async def claim(
     return [Delivery(event_id, uid, EventKind(kind), body.encode()) for event_id, uid, kind, body in rows]
 
 
+# Leftovers no claim will take again: MAX_ATTEMPTS deliveries failed (MAX_ATTEMPTS lowered since), or MAX_ATTEMPTS
+# claims lost with the processes that made them (a claim still held by a dead owner is one), in a cycle no live
+# process runs.
+_UNDELIVERABLE = f"""
+    events.status IN ('pending', 'failed') AND {_CLAIMABLE}
+    AND ({_LOST} >= :max_attempts OR events.delivery_count >= :max_attempts)
+    AND NOT EXISTS (SELECT 1 FROM cycles WHERE cycles.id = events.cycle_id AND cycles.outcome = 'running')
+"""
+
+
 async def dead_letter_undeliverable(session: AsyncSession, claimant: Claimant) -> int:
-    """Dead-letter the leftovers no claim will take again: MAX_ATTEMPTS deliveries failed (MAX_ATTEMPTS lowered
-    since), or MAX_ATTEMPTS claims lost with the processes that made them (a claim still held by a dead owner is
-    one). Returns how many."""
+    """Dead-letter the leftovers no claim will take again, saying why; returns how many."""
     result = await session.execute(
         text(
             f"""
@@ -333,9 +341,7 @@ async def dead_letter_undeliverable(session: AsyncSession, claimant: Claimant) -
                                   THEN 'its deliveries were lost ' || {_LOST}
                                        || ' times: the processes sending it stopped before recording an outcome'
                                   ELSE coalesce(last_error, 'MAX_ATTEMPTS deliveries failed') END
-            WHERE status IN ('pending', 'failed') AND {_CLAIMABLE}
-              AND ({_LOST} >= :max_attempts OR delivery_count >= :max_attempts)
-              AND NOT EXISTS (SELECT 1 FROM cycles WHERE cycles.id = events.cycle_id AND cycles.outcome = 'running')
+            WHERE {_UNDELIVERABLE}
             """
         ),
         {"owner": claimant.owner, "max_attempts": claimant.max_attempts},
@@ -344,16 +350,9 @@ async def dead_letter_undeliverable(session: AsyncSession, claimant: Claimant) -
 
 
 async def undeliverable(session: AsyncSession, max_attempts: int) -> int:
-    """Pending or failed events that no claim takes again, until the next cycle dead-letters them."""
+    """Events nothing delivers any more, until the next cycle dead-letters them."""
     found = await session.scalar(
-        text(
-            f"""
-            SELECT count(*) FROM events
-            WHERE status IN ('pending', 'failed') AND {_CLAIMABLE}
-              AND ({_LOST} >= :max_attempts OR delivery_count >= :max_attempts)
-            """
-        ),
-        {"owner": "", "max_attempts": max_attempts},
+        text(f"SELECT count(*) FROM events WHERE {_UNDELIVERABLE}"), {"owner": "", "max_attempts": max_attempts}
     )
     return int(found or 0)
 
@@ -392,8 +391,8 @@ _RECORD_ANALYSIS = """
         RETURNING id
     )
     UPDATE events SET status = 'analysed', attempts = attempts + $6, last_error = NULL,
-                      delivery_count = delivery_count + 1, lease_owner = NULL, lease_lock = NULL,
-                      lease_expires_at = NULL
+                      delivery_count = delivery_count + (SELECT count(*) FROM verdict),
+                      lease_owner = NULL, lease_lock = NULL, lease_expires_at = NULL
     WHERE id = $1
     RETURNING (SELECT count(*) FROM verdict)
 """
@@ -416,27 +415,24 @@ async def record_analysis(
 
 
 _RECORD_FAILURE = """
-    UPDATE events SET status = CASE WHEN delivery_count + 1 >= $4 THEN 'dead_lettered' ELSE 'failed' END,
-                      delivery_count = delivery_count + 1, attempts = attempts + $3, last_error = $2,
+    UPDATE events SET status = CASE WHEN delivery_count + 1 >= $5 THEN 'dead_lettered' ELSE 'failed' END,
+                      delivery_count = delivery_count + 1, attempts = attempts + $4, last_error = $3,
                       lease_owner = NULL, lease_lock = NULL, lease_expires_at = NULL
-    WHERE id = $1 AND status <> 'analysed'
+    WHERE id = $1 AND status <> 'analysed' AND lease_owner = $2
     RETURNING status
 """
 
 
 async def record_failure(
-    sessions: async_sessionmaker[AsyncSession],
-    event_id: int,
-    error: str,
-    attempts: int = 1,
-    max_attempts: int = 1_000_000,
-) -> EventStatus:
-    """Record a failed delivery: failed, or dead-lettered once MAX_ATTEMPTS deliveries failed.
-
-    In a session of its own, like a verdict. An event already analysed stays analysed. Returns the event's status.
+    sessions: async_sessionmaker[AsyncSession], event_id: int, claimant: Claimant, error: str, attempts: int = 1
+) -> EventStatus | None:
+    """Record a failed delivery: failed, or dead-lettered once MAX_ATTEMPTS deliveries failed. In a session of its
+    own, like a verdict. Returns the event's status; None if it is no longer this claimant's to record (analysed
+    meanwhile, or taken over by another process that is delivering it now).
     """
-    status = await in_own_session(sessions, _RECORD_FAILURE, event_id, error, attempts, max_attempts)
-    return EventStatus(status) if status is not None else EventStatus.ANALYSED
+    status = await in_own_session(sessions, _RECORD_FAILURE, event_id, claimant.owner, error, attempts,
+                                  claimant.max_attempts)  # fmt: skip
+    return EventStatus(status) if status is not None else None
 
 
 async def requeue(

@@ -68,6 +68,7 @@ async def open_resources(
     """Everything a cycle needs on top of an open engine: the schema at head, the agent, the dispatcher."""
     async with AsyncExitStack() as stack:
         await ensure_schema(engine, settings)
+        redact = Redactor(settings.secret_values())
         if settings.agent_url is None:
             token = settings.agent_token.get_secret_value() if settings.agent_token else None
             url = await stack.enter_async_context(serve(AgentKnobs(token=token)))
@@ -83,6 +84,7 @@ async def open_resources(
                 max_retries=settings.agent_max_retries,
                 backoff_seconds=settings.agent_retry_backoff_seconds,
                 verify_tls=settings.agent_tls_verify,
+                redact=redact,
             )
         )
         write_engine = await stack.enter_async_context(
@@ -98,7 +100,7 @@ async def open_resources(
             workers=settings.dispatch_workers,
             claimant=repository.Claimant(process_owner(), liveness.lock, settings.lease_seconds, settings.max_attempts),
             liveness=liveness,
-            redact=Redactor(settings.secret_values()),
+            redact=redact,
             metrics=metrics,
         )
         yield Resources(settings, engine, write_engine, sessions, agent, dispatcher)

@@ -67,3 +67,33 @@ def test_alembic_cli_upgrades_from_settings(empty_database_url: URL) -> None:
     check = cli("check-db", env=env)
     assert check.returncode == 0, check.stderr
     assert "at head" in check.stdout
+
+
+async def test_0007_moves_claims_counted_as_deliveries_to_lost_deliveries_and_back(empty_database_url: URL) -> None:
+    """Pending events' counts were claims that never got an outcome; one a lease still stands for is counted by the
+    claim that takes it over, not twice."""
+    engine = create_async_engine(empty_database_url)
+    try:
+        await migrations.upgrade(engine, "0006")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO cycles (id, started_at, trigger, outcome) VALUES (1, now(), 'once', 'interrupted')")
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO events (uid, kind, cycle_id, occurred_at, status, delivery_count, lease_owner) VALUES"
+                    " (gen_random_uuid(), 'login', 1, now(), 'pending', 2, 'dead:1:x'),"
+                    " (gen_random_uuid(), 'login', 1, now(), 'pending', 2, NULL),"
+                    " (gen_random_uuid(), 'login', 1, now(), 'failed', 3, NULL)"
+                )
+            )
+        counts = text("SELECT delivery_count, lost_deliveries FROM events ORDER BY id")
+        await migrations.upgrade(engine)
+        async with engine.connect() as connection:
+            assert [tuple(row) for row in await connection.execute(counts)] == [(0, 1), (0, 2), (3, 0)]
+        await migrations.downgrade(engine, "0006")
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT delivery_count FROM events ORDER BY id"))
+            assert [row[0] for row in rows] == [2, 2, 3]
+    finally:
+        await engine.dispose()

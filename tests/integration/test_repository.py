@@ -19,6 +19,7 @@ from cyberevents.models import (
     CycleStat,
     CycleTrigger,
     Event,
+    EventAnalysis,
     EventKind,
     EventStatus,
     FirewallEvent,
@@ -227,7 +228,8 @@ async def test_a_claim_counts_nothing_a_recorded_outcome_counts_one_delivery(eng
         mine = repository.Claimant("me", me.lock, 300, 5)
         async with sessions() as session, session.begin():
             claimed = await repository.claim(session, cycle_id, mine, limit=4)
-        await repository.record_failure(sessions, claimed[0].event_id, "agent answered HTTP 400")  # sent: counts
+        failed = await repository.record_failure(sessions, claimed[0].event_id, mine, "agent answered HTTP 400")
+        assert failed is EventStatus.FAILED  # sent: counts
         async with sessions() as session, session.begin():
             assert await repository.claim(session, cycle_id, repository.Claimant("other", other.lock, 300, 5), 4) == []
         async with sessions() as session, session.begin():
@@ -270,8 +272,9 @@ async def test_an_event_whose_deliveries_die_with_their_process_is_dead_lettered
     async with hold_liveness(engine) as alive, sessions() as session, session.begin():
         survivor = repository.Claimant("survivor", alive.lock, 300, 2)
         assert await repository.claim(session, cycle_id, survivor, limit=1) == []
-        assert await repository.undeliverable(session, 2) == 1
+        assert await repository.undeliverable(session, 2) == 0  # its cycle still runs: its owner may yet finish it
         await session.execute(text("UPDATE cycles SET outcome = 'interrupted'"))
+        assert await repository.undeliverable(session, 2) == 1
         assert await repository.dead_letter_undeliverable(session, survivor) == 1
     async with sessions() as session:
         event = (await session.scalars(select(Event))).one()
@@ -295,3 +298,27 @@ async def test_a_liveness_lock_lost_with_its_connection_is_taken_again_under_the
         assert await liveness.ensure()  # before the next claim
         async with engine.connect() as connection:
             assert len((await connection.scalars(held, key)).all()) == 1
+
+
+async def test_a_stale_owner_changes_nothing_of_an_event_taken_over(engine: AsyncEngine) -> None:
+    """It lost its liveness lock's connection, another process took the event over and is delivering it: the stale
+    owner's failure is not recorded, and its verdict, should it come second, counts no delivery."""
+    cycle_id = await store_cycle(engine, Counts(1, 0, 0))
+    sessions = session_factory(engine)
+    stale = repository.Claimant("stale", 1, 300, 5)  # a lock nobody holds: as if its connection had been cut
+    async with sessions() as session, session.begin():
+        [delivery] = await repository.claim(session, cycle_id, stale, limit=1)
+    async with hold_liveness(engine) as alive:
+        heir = repository.Claimant("heir", alive.lock, 300, 5)
+        async with sessions() as session, session.begin():
+            assert len(await repository.claim(session, cycle_id, heir, limit=1)) == 1
+        assert await repository.record_failure(sessions, delivery.event_id, stale, "agent answered HTTP 400") is None
+        async with sessions() as session:
+            event = await session.get_one(Event, delivery.event_id)
+            assert (event.status, event.lease_owner, event.delivery_count) == (EventStatus.PENDING, "heir", 0)
+        assert await repository.record_analysis(sessions, delivery.event_id, "low", 1, "heir's", "{}")
+        assert not await repository.record_analysis(sessions, delivery.event_id, "high", 90, "stale's", "{}")
+    async with sessions() as session:
+        event = await session.get_one(Event, delivery.event_id)
+        [verdict] = (await session.scalars(select(EventAnalysis))).all()
+    assert (event.status, event.delivery_count, verdict.summary) == (EventStatus.ANALYSED, 1, "heir's")
