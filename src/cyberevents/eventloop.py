@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -115,6 +117,24 @@ class ThreadFreeEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on a ThreadFreeEventLoop: the one place cyberevents enters the event loop."""
-    with asyncio.Runner(loop_factory=ThreadFreeEventLoop) as runner:
-        return runner.run(main)
+    """`asyncio.run` on a ThreadFreeEventLoop: the one place cyberevents enters the event loop.
+
+    Ctrl-C can come at any moment: while the loop is built it waits (a loop interrupted half-built fails again when
+    collected, with a traceback), and a coroutine it stopped before it started is closed, not warned about.
+    """
+    try:
+        with _ctrl_c_deferred():
+            loop = ThreadFreeEventLoop()
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            return runner.run(main)
+    finally:
+        main.close()
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
