@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import dns.asyncresolver
 import dns.exception
@@ -120,15 +120,22 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` on a ThreadFreeEventLoop: the one place cyberevents enters the event loop.
 
     Ctrl-C can come at any moment: while the loop is built it waits (a loop interrupted half-built fails again when
-    collected, with a traceback), and a coroutine it stopped before it started is closed, not warned about.
+    collected, with a traceback); then it is the loop's to handle until the service installs its graceful stop, and
+    it raises KeyboardInterrupt out of the loop: asyncio's own handling only cancels the main task, which a library
+    in the middle of connecting may swallow. A coroutine stopped before it started is closed, not warned about.
     """
     try:
         with _ctrl_c_deferred():
             loop = ThreadFreeEventLoop()
+            loop.add_signal_handler(signal.SIGINT, _interrupt)
         with asyncio.Runner(loop_factory=lambda: loop) as runner:
             return runner.run(main)
     finally:
         main.close()
+
+
+def _interrupt() -> NoReturn:
+    raise KeyboardInterrupt
 
 
 @contextmanager
