@@ -118,7 +118,13 @@ async def test_connections_cut_mid_cycle_are_replaced_and_the_same_cycle_analyse
     assert result is not None and result.outcome is CycleOutcome.SUCCEEDED
     found = await books(engine)
     assert found.analysed == found.generated == 60
-    assert any("lost the database connection writing its outcome" in message for message in caplog.messages)
+    # Whichever met a cut connection first, a verdict's write or a claim, retried on a fresh one; a claim's failure
+    # also has the pool replace every older connection, so the writes then meet none (a race the load decides). The
+    # write path meeting asyncpg's own error is shown deterministically in test_repository.
+    assert any(
+        "lost the database connection writing its outcome" in message or message.startswith("Retry 1 in")
+        for message in caplog.messages
+    )
     assert any(message.startswith("The cycle lock's connection was lost") for message in caplog.messages)
     assert not any(message.startswith("Could not release") for message in caplog.messages)
     assert_balanced(found, "every connection of the service terminated mid-cycle")
