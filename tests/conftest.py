@@ -13,7 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,20 +46,28 @@ def _retries_logged_as_in_the_service() -> None:
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[URL]:
-    """The PostgreSQL server tests use, as an asyncpg URL of its maintenance database.
-
-    The embedded server's data lives outside pytest's numbered temporary directories: a concurrent pytest run
-    keeps only the last three of those, and deleted this session's server from under it.
-    """
+    """The PostgreSQL server tests use, as an asyncpg URL of its maintenance database: TEST_DATABASE_URL's, or an
+    embedded one for the session."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield to_asyncpg_url(configured)
         return
-    data = Path(tempfile.gettempdir()) / f"cyberevents-tests-{os.getpid()}" / "pgdata"
-    data.parent.mkdir(exist_ok=True)
+    with embedded_postgres() as server:
+        yield to_asyncpg_url(server.get_uri())
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[Any]:
+    """A pgserver PostgreSQL of its own, deleted afterwards.
+
+    Its data lives outside pytest's numbered temporary directories: a concurrent pytest run keeps only the last
+    three of those, and closes their parent to other users, the one pgserver runs the server as included.
+    """
+    data = Path(tempfile.mkdtemp(prefix="cyberevents-tests-")) / "pgdata"
+    data.parent.chmod(0o755)
     try:
         with import_pgserver().get_server(data, cleanup_mode="delete") as server:
-            yield to_asyncpg_url(server.get_uri())
+            yield server
     finally:
         shutil.rmtree(data.parent, ignore_errors=True)
 

@@ -41,6 +41,8 @@ Scope = Literal["own", "backlog", "shared"]
 HELP_POLL_SECONDS = 0.5
 # A verdict in hand is worth waiting for: its write is retried this long through a database outage.
 WRITE_RETRY_SECONDS = 60.0
+# Once the stop's grace or a cycle's deadline has run out, a write in hand gets this long, not an outage's wait.
+FINISH_AFTER_CANCEL_SECONDS = 5.0
 
 
 def through_outage() -> AsyncIterator[stamina.Attempt]:
@@ -121,17 +123,27 @@ class Tally:
 
 
 async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
-    """Run a short write to its end even when the caller is cancelled, then let the cancellation through.
+    """Run a short write to its end even when the caller is cancelled, or already on its way out of a
+    cancellation (a `finally`), but for at most FINISH_AFTER_CANCEL_SECONDS from then; then let it through.
 
     Unlike a bare `asyncio.shield`, the write is awaited before the cancellation propagates, so nothing is
-    left running after the task group or the engine it uses has closed.
+    left running after the task group or the engine it uses has closed. The bound keeps the promise of a stop
+    (or of a cycle's deadline) through a database outage, which the write would otherwise wait out: a write cut
+    short leaves its event pending, to be delivered again, and one that commits anyway stays the only verdict.
     """
     task = asyncio.ensure_future(write)
+    current = asyncio.current_task()
+    if current is None or not current.cancelling():
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task, FINISH_AFTER_CANCEL_SECONDS)
+            raise
     try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+        return await asyncio.wait_for(task, FINISH_AFTER_CANCEL_SECONDS)
+    except TimeoutError:
+        raise asyncio.CancelledError from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +341,9 @@ class Dispatcher:
         """
         try:
             return await self._write_through_outage(delivery, outcome, connections)
+        except asyncio.CancelledError:
+            log.warning("Event %d: recording its outcome was cut short; it stays pending", delivery.event_id)
+            raise
         except Exception as exc:
             if isinstance(outcome, AgentError):
                 log.error("Event %d: could not record its failure (%s); it stays pending", delivery.event_id, exc)

@@ -4,30 +4,32 @@ service's connections cut under it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cyberevents.cycle import CycleRequest, run_cycle
-from cyberevents.db import import_pgserver, session_factory
+from cyberevents.db import session_factory
+from cyberevents.dispatcher import WRITE_RETRY_SECONDS
 from cyberevents.generator import Counts
 from cyberevents.models import Cycle, CycleOutcome
 from cyberevents.service import Daemon
 from cyberevents.settings import to_asyncpg_url
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import MakeSettings, embedded_postgres, open_test_resources
 from tests.faults.books import assert_balanced, books
 from tests.integration.test_daemon import get, running, wait_until
+from tests.proxy import Proxy
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[Any]:
-    server = import_pgserver().get_server(tmp_path / "pgdata", cleanup_mode="delete")
-    with server:
+def private_postgres() -> Iterator[Any]:
+    with embedded_postgres() as server:
         yield server
 
 
@@ -128,3 +130,42 @@ async def test_connections_cut_mid_cycle_are_replaced_and_the_same_cycle_analyse
     assert any(message.startswith("The cycle lock's connection was lost") for message in caplog.messages)
     assert not any(message.startswith("Could not release") for message in caplog.messages)
     assert_balanced(found, "every connection of the service terminated mid-cycle")
+
+
+async def test_a_cycle_cut_short_in_an_outage_stops_at_once_and_its_verdicts_wait_for_the_next(
+    make_settings: MakeSettings, database_url: URL, server_url: URL, engine: AsyncEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The stop's grace over, verdicts in hand that wait out a database outage are cut short: the cycle ends
+    within FINISH_AFTER_CANCEL_SECONDS rather than WRITE_RETRY_SECONDS (a Kubernetes pod's grace is 45 s), and
+    their events stay pending for the next cycle, which delivers each once."""
+    proxy = Proxy(server_url)
+    await proxy.up()
+    async with recording_agent(latency=0.2) as agent:
+        url = proxy.url(database_url).render_as_string(hide_password=False)
+        async with open_test_resources(make_settings(database_url=url, agent_url=agent.url, dispatch_workers=4)) as cut:
+            cycle = asyncio.create_task(run_cycle(cut, CycleRequest(Counts(40, 0, 0))))
+
+            async def some_analysed() -> bool:
+                return (await books(engine)).analysed >= 4
+
+            await wait_until(some_analysed)
+            await proxy.down()
+            await wait_until(lambda: any("writing its outcome" in message for message in caplog.messages))
+            cancelled_at = time.monotonic()
+            cycle.cancel()
+            await asyncio.wait([cycle])
+            stopped_within = time.monotonic() - cancelled_at
+        assert stopped_within < WRITE_RETRY_SECONDS / 2
+        assert any(
+            message.endswith("recording its outcome was cut short; it stays pending") for message in caplog.messages
+        )
+        assert not any("could not record its outcome" in message for message in caplog.messages)
+        stranded = await books(engine)
+        assert stranded.analysed < stranded.generated == 40 and stranded.failed == 0
+
+        async with open_test_resources(make_settings(agent_url=agent.url, dispatch_workers=4)) as resources:
+            await run_cycle(resources, CycleRequest(Counts(0, 0, 0)))
+    found = await books(engine)
+    assert found.analysed == found.generated == 40
+    assert_balanced(found, "a cycle cut short while its verdicts waited out a database outage, then the next cycle")
