@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint format typecheck test check clean bench
+.PHONY: install lint format typecheck test test-fast check clean bench
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck:
 
 test:
 	$(BIN)/python -m pytest
+
+test-fast:
+	$(BIN)/python -m pytest -m "not slow"
 
 check: lint typecheck test
 

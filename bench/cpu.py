@@ -19,8 +19,9 @@ from typing import Any
 
 from bench.run import DEFAULT_SERVER, _recreate, event_counts, positive, reference_agent
 from cyberevents import cli
-from cyberevents.dispatcher import Dispatcher, Scope, Tally
+from cyberevents.dispatcher import Dispatcher, Scope
 from cyberevents.eventloop import run
+from cyberevents.tally import Tally
 
 
 def cpu_seconds(pid: int, reaped_children: bool = False) -> float:

@@ -43,9 +43,9 @@ from bench.run import (
     reference_agent,
     run_case,
 )
-from cyberevents import repository
+from cyberevents import queue
 from cyberevents.agent_client import AgentClient
-from cyberevents.db import open_write_engine, session_factory
+from cyberevents.db import execute_on_driver, open_write_engine, session_factory
 from cyberevents.dispatcher import write_connections_for
 from cyberevents.eventloop import run
 from cyberevents.models import EventKind
@@ -94,7 +94,7 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
         async def record(event_id: int, verdict: Verdict, raw: str) -> None:
             async with connections:
                 severity, score, summary = verdict.severity.value, verdict.score, verdict.summary
-                await repository.record_analysis(writes, event_id, severity, score, summary, raw)
+                await queue.record_analysis(writes, event_id, severity, score, summary, raw)
 
         def deliver_as(worker: int) -> Callable[[asyncpg.Record], Awaitable[object]]:
             async def request_and_commit(event: asyncpg.Record) -> None:
@@ -104,7 +104,7 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
             async def in_own_session(event: asyncpg.Record) -> None:
                 await post()
                 async with connections:
-                    await repository.in_own_session(writes, COMMIT, str(event["id"]))
+                    await execute_on_driver(writes, COMMIT, str(event["id"]))
 
             async def verdict_statement(event: asyncpg.Record) -> None:
                 await record(event["id"], *parse_verdict(await post()))

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cyberevents.httpserver import serve
+
 Responder = Callable[[dict[str, Any]], web.Response]
 
 
@@ -29,6 +31,8 @@ class RecordingAgent:
     requests: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
+    answers: int | None = None  # if set, the requests after this many hang until the agent stops
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.in_flight += 1
@@ -36,6 +40,8 @@ class RecordingAgent:
         try:
             body = json.loads(await request.read())
             self.requests.append((dict(request.headers), body))
+            if self.answers is not None and len(self.requests) > self.answers:
+                await self.stopping.wait()
             await asyncio.sleep(self.latency)
             return self.respond(body)
         finally:
@@ -44,20 +50,17 @@ class RecordingAgent:
 
 @asynccontextmanager
 async def recording_agent(
-    latency: float = 0.0, respond: Responder = good_verdict, port: int = 0
+    latency: float = 0.0, respond: Responder = good_verdict, port: int = 0, answers: int | None = None
 ) -> AsyncIterator[RecordingAgent]:
-    agent = RecordingAgent(latency=latency, respond=respond)
+    agent = RecordingAgent(latency=latency, respond=respond, answers=answers)
     app = web.Application()
     app.router.add_post("/analyse", agent.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    agent.url = f"http://127.0.0.1:{runner.addresses[0][1]}/analyse"
-    try:
-        yield agent
-    finally:
-        await runner.cleanup()
+    async with serve(app, "127.0.0.1", port) as url:
+        agent.url = f"{url}/analyse"
+        try:
+            yield agent
+        finally:
+            agent.stopping.set()  # the server waits for its handlers to end
 
 
 @dataclass

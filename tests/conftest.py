@@ -24,10 +24,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cyberevents import migrations
-from cyberevents.db import import_pgserver, open_engine
+from cyberevents.db import import_pgserver
 from cyberevents.eventloop import ThreadFreeEventLoop, run
 from cyberevents.logs import log_retries
-from cyberevents.resources import MAIN_POOL_SIZE, Resources, open_resources
 from cyberevents.settings import Settings, to_asyncpg_url
 from tests.support import asyncpg_dsn, by_host_name, clean_env
 
@@ -156,16 +155,6 @@ def make_settings(database_url: URL, tmp_path: Path) -> MakeSettings:
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> Settings:
     return make_settings()
-
-
-@asynccontextmanager
-async def open_test_resources(settings: Settings) -> AsyncIterator[Resources]:
-    """The resources run-once composes: an engine sized for the workers, then everything a cycle needs."""
-    async with (
-        open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
-        open_resources(settings, engine) as resources,
-    ):
-        yield resources
 
 
 @dataclass(frozen=True)

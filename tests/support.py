@@ -1,16 +1,23 @@
-"""Helpers shared by tests: subprocess runs of the CLI with a controlled environment."""
+"""Helpers shared by tests: subprocess runs of the CLI with a controlled environment, reads of the ledger, waits
+for a condition."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import select
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cyberevents.db import session_factory
+from cyberevents.models import Cycle
 from cyberevents.settings import Settings
 
 # Settings a developer may have exported; every CLI test starts without them.
@@ -70,3 +77,30 @@ def threads_of(pid: int) -> int | None:
     except OSError:
         return None
     return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+
+
+async def ledger(engine: AsyncEngine) -> list[Cycle]:
+    """Every cycle and slot record, oldest first."""
+    async with session_factory(engine)() as session:
+        return list((await session.scalars(select(Cycle).order_by(Cycle.id))).all())
+
+
+async def ledger_at(database_url: URL | str) -> list[Cycle]:
+    """The ledger read on an engine of its own: for a database the test's engine does not reach, or a server that
+    restarted under it."""
+    engine = create_async_engine(database_url)
+    try:
+        return await ledger(engine)
+    finally:
+        await engine.dispose()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
+    """Poll `check` (the database and HTTP endpoints have no event to wait on) until true or `within` s pass."""
+    async with asyncio.timeout(within):
+        while not await _answer(check()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def _answer(value: Awaitable[bool] | bool) -> bool:
+    return await value if inspect.isawaitable(value) else bool(value)

@@ -23,9 +23,9 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from . import __version__, migrations, report, repository
+from . import __version__, migrations, queue, report
 from .agent.server import AgentKnobs, serve
-from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
+from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
@@ -33,7 +33,7 @@ from .logs import configure_logging
 from .models import CycleOutcome, EventKind, EventStatus
 from .progress import Progress
 from .redaction import Redactor
-from .resources import MAIN_POOL_SIZE, ensure_schema, open_resources
+from .resources import ensure_schema, open_service
 from .service import graceful_stop, run_daemon
 from .settings import MAX_EVENTS_PER_KIND, ConfigError, Settings, load_settings
 
@@ -69,13 +69,10 @@ async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
+    quiet_collector()
     progress, result, interrupted = Progress(sys.stderr), None, None
     try:
-        async with (
-            open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
-            open_resources(settings, engine) as resources,
-            graceful_stop(settings) as stop,
-        ):
+        async with open_service(settings) as resources, graceful_stop(settings) as stop:
             request = CycleRequest(_counts(args, settings), timeout=_timeout(settings), stop=stop.event)
             request.tally.listeners.append(progress)
             result = await run_cycle(resources, request)
@@ -86,7 +83,7 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
         print("cycle interrupted; undelivered events stay pending", file=sys.stderr)
         return interrupted or 1
     if args.json:
-        print(json.dumps(result_json(result)))
+        print(json.dumps(result.as_json()))
     else:
         for kind in result.kinds:
             failed = f", {kind.failed} failed" if kind.failed else ""
@@ -107,43 +104,20 @@ def _timeout(settings: Settings) -> timedelta | None:
     return timedelta(seconds=seconds) if seconds is not None else None
 
 
-def result_json(result: CycleResult) -> dict[str, Any]:
-    return {
-        "cycle_id": result.cycle_id,
-        "seed": result.seed,
-        "outcome": result.outcome.value,
-        "kinds": {
-            kind.kind.value: {
-                "total": kind.generated,
-                "analysed": kind.analysed,
-                "failed": kind.failed,
-                "seconds": kind.dispatch_seconds,
-            }
-            for kind in result.kinds
-        },
-        "redelivered": {
-            "total": result.redelivered.total,
-            "analysed": result.redelivered.analysed,
-            "failed": result.redelivered.failed,
-        },
-        "dispatch_seconds": round(result.dispatch_seconds, 3),
-        "total_seconds": round(result.total_seconds, 3),
-    }
-
-
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
     statuses = [EventStatus(status) for status in args.status]
     kind = EventKind(args.kind) if args.kind else None
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
         async with session_factory(engine)() as session, session.begin():
-            count = await repository.requeue(session, "cyberevents requeue", statuses, kind, args.id or ())
+            count = await queue.requeue(session, "cyberevents requeue", statuses, kind, args.id or ())
     which = " or ".join(status.value.replace("_", "-") for status in statuses)
     print(f"requeued {count} {which} events; the next cycle delivers them again")
     return 0
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    quiet_collector()
     return await run_daemon(settings)
 
 
@@ -161,8 +135,12 @@ async def _agent(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"--host {args.host} --port {args.port}: cannot listen ({exc.strerror or exc})") from None
         log.info(
             "Reference agent listening at %s (latency %g ms ± %g ms, error rate %g%s)",
-            url, knobs.latency_ms, knobs.jitter_ms, knobs.error_rate, ", bearer token required" if token else "",
-        )  # fmt: skip
+            url,
+            knobs.latency_ms,
+            knobs.jitter_ms,
+            knobs.error_rate,
+            ", bearer token required" if token else "",
+        )
         print(url, flush=True)
         await stop.wait()
     log.info("Reference agent stopped")
@@ -289,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Young-generation collections run after this many net container allocations instead of 700: a busy dispatch
-# allocates fast and frees nearly everything, and at the default the collector took a fifth of the CPU. Much
-# higher is slower again (50,000: 1,551 events/s against 2,033 at 30,000 events) and lets the heap swell.
+# Young-generation collections run after this many net container allocations instead of CPython's 700: a busy
+# dispatch allocates fast and frees nearly everything; much higher lets the heap swell (docs/performance.md).
 GC_YOUNG_THRESHOLD = 10_000
 
 
 def quiet_collector() -> None:
-    """Keep the garbage collector off the dispatch's critical path (measured in bench/, see README).
+    """Keep the garbage collector off the dispatch's critical path, in the commands that run cycles (figures:
+    docs/performance.md).
 
     `gc.freeze` moves everything imported so far out of the collector's sight, so full collections no longer
     rescan the libraries; the higher young threshold makes the frequent collections rare. Cycles are still
@@ -325,7 +303,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_collector()
     handler: Handler = args.handler
     try:
         settings = load_settings()  # its errors never show a secret

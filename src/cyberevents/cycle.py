@@ -8,15 +8,20 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from . import repository
-from .dispatcher import Tally, finish_even_if_cancelled
+from . import ledger, queue, repository
+from .aio import finish_even_if_cancelled, stopped_within
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
 from .retention import prune
+from .tally import Tally
 
 log = logging.getLogger(__name__)
+
+# A replica helping another one's cycle looks for new work this often.
+HELP_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +39,7 @@ class CycleResult:
     seed: int
     started_at: datetime
     outcome: CycleOutcome
-    kinds: tuple[repository.KindStat, ...]
+    kinds: tuple[ledger.KindStat, ...]
     dispatch_seconds: float
     total_seconds: float
     redelivered: Redelivery = field(default_factory=lambda: Redelivery(0, 0, 0))
@@ -50,6 +55,31 @@ class CycleResult:
     @property
     def analysed(self) -> int:
         return sum(kind.analysed for kind in self.kinds)
+
+    def as_json(self) -> dict[str, Any]:
+        """The cycle as `run-once --json` prints it and `/status` shows the last one."""
+        return {
+            "cycle_id": self.cycle_id,
+            "seed": self.seed,
+            "started_at": self.started_at.isoformat(),
+            "outcome": self.outcome.value,
+            "kinds": {
+                kind.kind.value: {
+                    "total": kind.generated,
+                    "analysed": kind.analysed,
+                    "failed": kind.failed,
+                    "seconds": kind.dispatch_seconds,
+                }
+                for kind in self.kinds
+            },
+            "redelivered": {
+                "total": self.redelivered.total,
+                "analysed": self.redelivered.analysed,
+                "failed": self.redelivered.failed,
+            },
+            "dispatch_seconds": round(self.dispatch_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +111,10 @@ async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult 
 
     Raises CycleBusy when another process is running a cycle: replicas then help it instead (Dispatcher.help).
     """
-    async with repository.cycle_lock(resources.engine) as free:
+    async with ledger.cycle_lock(resources.engine) as free:
         if not free:
             async with resources.sessions() as session:
-                running = await repository.running_cycles(session)
+                running = await ledger.running_cycles(session)
             which = f"cycle {running[0]}" if running else "a cycle"
             raise CycleBusy(f"another process is running {which} (it holds the cycle lock); try again later")
         return await _run_locked(resources, request)
@@ -94,25 +124,29 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     started_at, clock = datetime.now(UTC), time.monotonic()
     settings = resources.settings
     async with resources.sessions() as session, session.begin():
-        abandoned = await repository.close_abandoned_cycles(session)  # the lock was free: their owners are gone
+        abandoned = await ledger.close_abandoned_cycles(session)  # the lock was free: their owners are gone
     for closed in abandoned:
         log.warning("Cycle %d was abandoned by a process that stopped: closed as interrupted", closed)
     async with resources.sessions() as session, session.begin():
-        cycle_id = await repository.next_cycle_id(session)
+        cycle_id = await ledger.next_cycle_id(session)
         base = settings.generator_seed if settings.generator_seed is not None else secrets.randbits(62)
         seed = cycle_seed(base, cycle_id)
-        opened = await repository.insert_cycle(session, cycle_id, started_at, seed, request.trigger, request.slot_at)
+        opened = await ledger.insert_cycle(session, cycle_id, started_at, seed, request.trigger, request.slot_at)
     if not opened:
         log.info("Slot %s already has a cycle (another replica ran it); skipping", request.slot_at)
         return None
     log.info("=== Starting event generation cycle at %s ===", started_at.isoformat(timespec="seconds"))
     log.info(
         "Cycle %d (%s): seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",
-        cycle_id, request.trigger.value, seed, seed, started_at.isoformat(),
-    )  # fmt: skip
+        cycle_id,
+        request.trigger.value,
+        seed,
+        seed,
+        started_at.isoformat(),
+    )
     tally, backlog = request.tally, Tally.of({})
     outcome, reason = CycleOutcome.FAILED, None
-    counted: tuple[repository.KindStat, ...] | None = None
+    counted: tuple[ledger.KindStat, ...] | None = None
     timeout = request.timeout.total_seconds() if request.timeout is not None else None
     deadline = asyncio.timeout(timeout)
     try:
@@ -147,16 +181,16 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered)
 
 
-async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[repository.KindStat, ...]:
+async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[ledger.KindStat, ...]:
     """Per-kind results from the database: replicas that helped delivered some of the events."""
     try:
         async with resources.sessions() as session:
-            counts = await repository.cycle_counts(session, cycle_id)
+            counts = await ledger.cycle_counts(session, cycle_id)
     except Exception as exc:  # the database is what failed: the live tally is the best we know
         log.warning("Cycle %d: counting from the database failed (%s); using this process's own counts", cycle_id, exc)
         counts = {kind: (t.analysed, t.failed) for kind, t in tally.kinds.items()}
     return tuple(
-        repository.KindStat(kind, t.total, counts[kind][0], counts[kind][1], round(t.seconds, 3))
+        ledger.KindStat(kind, t.total, counts[kind][0], counts[kind][1], round(t.seconds, 3))
         for kind, t in tally.kinds.items()
     )
 
@@ -166,7 +200,7 @@ async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest,
     take again are dead-lettered, so that nothing waits as pending for good."""
     settings = resources.settings
     async with resources.sessions() as session, session.begin():
-        dead = await repository.dead_letter_undeliverable(session, resources.dispatcher.claimant)
+        dead = await queue.dead_letter_undeliverable(session, resources.dispatcher.claimant)
     if dead:
         log.warning(
             "Dead-lettered %d earlier events at MAX_ATTEMPTS=%d (see their last_error)", dead, settings.max_attempts
@@ -176,8 +210,12 @@ async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest,
         dead = sum(kind.dead_lettered for kind in backlog.kinds.values())
         log.info(
             "Redelivered %d events of earlier cycles: %d analysed, %d failed (%d dead-lettered after %d attempts)",
-            backlog.total, backlog.analysed, backlog.done - backlog.analysed, dead, settings.max_attempts,
-        )  # fmt: skip
+            backlog.total,
+            backlog.analysed,
+            backlog.done - backlog.analysed,
+            dead,
+            settings.max_attempts,
+        )
 
 
 async def _generate_and_dispatch(
@@ -185,7 +223,7 @@ async def _generate_and_dispatch(
 ) -> float:
     async with resources.sessions() as session, session.begin():
         generated = await repository.insert_events(session, cycle_id, generate(seed, request.counts, started_at))
-        await repository.insert_cycle_stats(session, cycle_id, generated)
+        await ledger.insert_cycle_stats(session, cycle_id, generated)
     log.info(
         "Stored %d events (%s)", sum(generated.values()), ", ".join(f"{generated[k]} {k.value}" for k in EventKind)
     )
@@ -201,7 +239,7 @@ async def _generate_and_dispatch(
 
 async def _helpers_at_work(resources: Resources, cycle_id: int) -> bool:
     async with resources.sessions() as session:
-        _, held_by_others = await repository.cycle_progress(session, cycle_id, resources.dispatcher.claimant.owner)
+        _, held_by_others = await queue.cycle_progress(session, cycle_id, resources.dispatcher.claimant.owner)
     return held_by_others > 0
 
 
@@ -210,28 +248,61 @@ async def _close(
     cycle_id: int,
     seconds: float,
     outcome: CycleOutcome,
-    kinds: tuple[repository.KindStat, ...],
+    kinds: tuple[ledger.KindStat, ...],
     reason: str | None,
 ) -> None:
     """Record how the cycle ended; best effort when the database itself is what failed."""
     try:
         async with resources.sessions() as session, session.begin():
-            await repository.finish_cycle(session, cycle_id, datetime.now(UTC), seconds, outcome, kinds, reason)
+            await ledger.finish_cycle(session, cycle_id, datetime.now(UTC), seconds, outcome, kinds, reason)
     except Exception as exc:
         log.error("Cycle %d ended %s but could not be recorded: %s", cycle_id, outcome.value, exc)
 
 
-def _log_summary(kinds: tuple[repository.KindStat, ...], outcome: CycleOutcome, seconds: float) -> None:
+def _log_summary(kinds: tuple[ledger.KindStat, ...], outcome: CycleOutcome, seconds: float) -> None:
     for stat in kinds:
         if stat.generated:
             log.info(
                 "%s events completed: %d/%d successful in %.1fs",
-                stat.kind.value.capitalize(), stat.analysed, stat.generated, stat.dispatch_seconds,
-            )  # fmt: skip
+                stat.kind.value.capitalize(),
+                stat.analysed,
+                stat.generated,
+                stat.dispatch_seconds,
+            )
     if outcome is CycleOutcome.SUCCEEDED:
         log.info("=== Event generation cycle completed successfully in %.1fs (%.1f minutes) ===", seconds, seconds / 60)
     else:
         log.warning(
             "=== Event generation cycle ended %s with %d of %d events analysed in %.1fs (%.1f minutes) ===",
-            outcome.value, sum(k.analysed for k in kinds), sum(k.generated for k in kinds), seconds, seconds / 60,
-        )  # fmt: skip
+            outcome.value,
+            sum(k.analysed for k in kinds),
+            sum(k.generated for k in kinds),
+            seconds,
+            seconds / 60,
+        )
+
+
+async def help_running_cycles(resources: Resources, stop: asyncio.Event) -> Tally:
+    """Share the cycles other replicas are running: deliver their pending events until each is closed.
+
+    If a cycle's owner dies (the cycle lock is free while the cycle is still running), keep delivering what it
+    left, its leases expiring one after another, then close it as interrupted.
+    """
+    dispatcher, tally = resources.dispatcher, Tally.of({})
+    while not stop.is_set():
+        async with resources.sessions() as session:
+            running = await ledger.running_cycles(session)
+        if not running:
+            break
+        for cycle_id in running:
+            claimed = await dispatcher.dispatch(cycle_id, tally, stop, scope="shared")
+            async with resources.sessions() as session, session.begin():
+                _, held = await queue.cycle_progress(session, cycle_id, dispatcher.claimant.owner)
+                # Nothing this process could claim, nothing a live one holds: what is left (events whose deliveries
+                # died too often, say) is for the next cycle. Only looks at the cycle lock: taking it, even briefly,
+                # could turn away a replica starting a cycle.
+                if claimed == 0 and held == 0 and not await ledger.cycle_lock_held(session):
+                    await ledger.close_abandoned_cycles(session, cycle_id)
+                    log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
+        await stopped_within(stop, HELP_POLL_SECONDS)
+    return tally

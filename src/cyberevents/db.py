@@ -14,6 +14,8 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.util import await_
 
 from .settings import ConfigError, Settings
 
@@ -56,18 +58,20 @@ def _create_engine(
 ) -> AsyncEngine:
     settings = {"application_name": "cyberevents", **(server_settings or {})}
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, connect_args={"server_settings": settings, **(connect_args or {})},
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"server_settings": settings, **(connect_args or {})},
         **options,
-    )  # fmt: skip
+    )
 
 
 # The write pool runs claims and one-row writes only, and each must walk an index in key order and stop after its
 # rows, whatever the statistics say: there are none on a fresh database (or without autovacuum), and those taken
 # while a cycle was pending are stale once it is mostly delivered. With sorts, bitmap scans and sequential scans
-# priced out, the planner has no other plan for them. Left to it, a claim of 50 had read every pending event of a
-# 100,000-event cycle (36 ms a claim), or every leftover of earlier cycles, or every event of those cycles. On
-# PostgreSQL 15 that price counts in the cost of every plan, enough to have each claim compiled (JIT, 200 ms a
-# claim): nothing here runs long enough to gain from it.
+# priced out, the planner has no other plan for them (left to it, a claim read its whole cycle). jit is off: the
+# price of the disabled plans made claims look dear enough to compile, and none runs long enough to gain from it
+# (docs/performance.md).
 INDEX_WALKS_ONLY = {
     "enable_sort": "off",
     "enable_incremental_sort": "off",
@@ -123,10 +127,13 @@ async def open_probe_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     driver's own timeouts, not cancellations; so that health traffic never queues behind a cycle's bookkeeping,
     nor the bookkeeping behind it."""
     probes = _create_engine(
-        engine.url, 1, {"statement_timeout": str(PROBE_TIMEOUT_SECONDS * 1000)},
+        engine.url,
+        1,
+        {"statement_timeout": str(PROBE_TIMEOUT_SECONDS * 1000)},
         {"timeout": PROBE_TIMEOUT_SECONDS, "command_timeout": PROBE_TIMEOUT_SECONDS},
-        pool_timeout=PROBE_TIMEOUT_SECONDS, pool_pre_ping=True,
-    )  # fmt: skip
+        pool_timeout=PROBE_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+    )
     try:
         yield probes
     finally:
@@ -136,6 +143,35 @@ async def open_probe_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit: tasks hand plain results on, never reload."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def execute_on_driver(sessions: async_sessionmaker[AsyncSession], statement: str, *args: object) -> Any:
+    """Run one statement (`$1` placeholders) in a session of its own on asyncpg itself; returns its first value.
+
+    The one shortcut past SQLAlchemy's statement machinery, which costs more CPU than a one-row write itself
+    (docs/performance.md): the session still owns the connection, its checkout and its return, all in one
+    greenlet. The driver's errors leave here as SQLAlchemy's, as from `session.execute`: a connection lost (its
+    connection invalidated, so that the pool opens a new one) as OperationalError, any other as DBAPIError, the
+    driver's own exception as `.orig`.
+    """
+
+    def run(session: Session) -> Any:
+        try:
+            connection = session.connection()
+            driver = connection.connection.driver_connection
+            assert driver is not None, "a connection the session has just checked out"
+            try:
+                return await_(driver.fetchval(statement, *args))
+            except Exception as exc:
+                lost = database_unavailable(exc) or driver.is_closed()
+                if lost:
+                    connection.invalidate()
+                error = OperationalError if lost else DBAPIError
+                raise error(statement, None, exc, hide_parameters=True, connection_invalidated=lost) from exc
+        finally:
+            session.close()
+
+    return await sessions().run_sync(run)
 
 
 def driver_error(exc: BaseException) -> BaseException:
@@ -148,8 +184,8 @@ def one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-# What the socket or asyncpg raise themselves when the connection, not the statement, failed. The verdict
-# writes run on the driver connection directly, so these reach the dispatcher unwrapped by SQLAlchemy.
+# What the socket or asyncpg raise themselves when the connection, not the statement, failed: bare when opening a
+# connection (SQLAlchemy's pool lets the socket's errors through), otherwise as the cause behind SQLAlchemy's error.
 _DRIVER_CONNECTION_ERRORS = (
     OSError,
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08, "connection was closed in the middle of operation"
@@ -201,8 +237,8 @@ def database_problem(exc: BaseException) -> str:
 def database_unavailable(exc: Exception) -> bool:
     """Errors a retry can cure: the connection, not the statement, failed.
 
-    The driver's own error may come bare (the writes run on the driver connection) or behind SQLAlchemy's
-    wrappers, as their cause.
+    The driver's own error may come bare (from opening a connection, or inside `execute_on_driver`) or behind
+    SQLAlchemy's wrappers, as their cause.
     """
     cause: BaseException | None = exc
     while cause is not None:

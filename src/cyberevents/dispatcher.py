@@ -13,137 +13,35 @@ any number of workers: writers queue for them on a semaphore, far cheaper than q
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Literal, TypeVar
 
-import stamina
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import repository
+from . import queue
 from .agent_client import AgentClient, AgentError, Answer
+from .aio import finish_even_if_cancelled
 from .breaker import CircuitBreaker
 from .db import database_unavailable, driver_error, one_line
 from .liveness import Liveness
 from .metrics import Metrics
-from .models import EventKind, EventStatus
+from .models import EventStatus
+from .outage import through_outage
 from .protocol import Delivery
 from .redaction import Redactor
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Scope = Literal["own", "backlog", "shared"]
-# A replica helping another one's cycle looks for new work this often.
-HELP_POLL_SECONDS = 0.5
-# A verdict in hand is worth waiting for: its write is retried this long through a database outage.
-WRITE_RETRY_SECONDS = 60.0
-# Once the stop's grace or a cycle's deadline has run out, a write in hand gets this long, not an outage's wait.
-FINISH_AFTER_CANCEL_SECONDS = 5.0
-
-
-def through_outage() -> AsyncIterator[stamina.Attempt]:
-    """Attempts, each on a fresh connection, while the database is away: backoff up to 5 s, WRITE_RETRY_SECONDS
-    in all. Claims and verdict writes both go through it."""
-    return stamina.retry_context(on=database_unavailable, attempts=None, timeout=WRITE_RETRY_SECONDS, wait_max=5.0)
 
 
 def write_connections_for(workers: int) -> int:
     """Connections the verdict writes share. Each is held for one round trip: ten keep up with any `workers`."""
     return min(workers, 10)
-
-
-@dataclass
-class KindTally:
-    total: int
-    analysed: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    first_started: float | None = None
-    last_finished: float | None = None
-
-    @property
-    def done(self) -> int:
-        return self.analysed + self.failed
-
-    @property
-    def seconds(self) -> float:
-        if self.first_started is None or self.last_finished is None:
-            return 0.0
-        return self.last_finished - self.first_started
-
-
-@dataclass
-class Tally:
-    """Live counts of a dispatch, per kind; progress displays and the cycle summary read it."""
-
-    kinds: dict[EventKind, KindTally]
-    in_flight: int = 0
-    listeners: list[Callable[[Tally], None]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, totals: dict[EventKind, int]) -> Tally:
-        return cls({kind: KindTally(totals.get(kind, 0)) for kind in EventKind})
-
-    @property
-    def total(self) -> int:
-        return sum(kind.total for kind in self.kinds.values())
-
-    @property
-    def done(self) -> int:
-        return sum(kind.done for kind in self.kinds.values())
-
-    @property
-    def analysed(self) -> int:
-        return sum(kind.analysed for kind in self.kinds.values())
-
-    def started(self, kind: EventKind) -> None:
-        self.in_flight += 1
-        tally = self.kinds[kind]
-        if tally.first_started is None:
-            tally.first_started = time.monotonic()
-
-    def finished(self, kind: EventKind, status: EventStatus | None) -> None:
-        """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending."""
-        self.in_flight -= 1
-        if status is None:
-            return
-        tally = self.kinds[kind]
-        tally.last_finished = time.monotonic()
-        if status is EventStatus.ANALYSED:
-            tally.analysed += 1
-        else:
-            tally.failed += 1
-            tally.dead_lettered += status is EventStatus.DEAD_LETTERED
-        for listener in self.listeners:
-            listener(self)
-
-
-async def finish_even_if_cancelled(write: Coroutine[Any, Any, T]) -> T:
-    """Run a short write to its end even when the caller is cancelled, or already on its way out of a
-    cancellation (a `finally`), but for at most FINISH_AFTER_CANCEL_SECONDS from then; then let it through.
-
-    Unlike a bare `asyncio.shield`, the write is awaited before the cancellation propagates, so nothing is
-    left running after the task group or the engine it uses has closed. The bound keeps the promise of a stop
-    (or of a cycle's deadline) through a database outage, which the write would otherwise wait out: a write cut
-    short leaves its event pending, to be delivered again, and one that commits anyway stays the only verdict.
-    """
-    task = asyncio.ensure_future(write)
-    current = asyncio.current_task()
-    if current is None or not current.cancelling():
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(task, FINISH_AFTER_CANCEL_SECONDS)
-            raise
-    try:
-        return await asyncio.wait_for(task, FINISH_AFTER_CANCEL_SECONDS)
-    except TimeoutError:
-        raise asyncio.CancelledError from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +66,7 @@ class Dispatcher:
     agent: AgentClient
     breaker: CircuitBreaker
     workers: int
-    claimant: repository.Claimant  # this process's name, liveness lock and limits, on every claim
+    claimant: queue.Claimant  # this process's name, liveness lock and limits, on every claim
     liveness: Liveness
     redact: Redactor
     metrics: Metrics | None = None
@@ -216,32 +114,6 @@ class Dispatcher:
             await finish_even_if_cancelled(self._release_leases(after=next_batch))
         return claimed_total
 
-    async def help(self, stop: asyncio.Event) -> Tally:
-        """Share the cycle another replica is running: deliver its pending events until it is closed.
-
-        If its owner dies (the cycle lock is free while the cycle is still running), keep delivering what it
-        left, its leases expiring one after another, then close it as interrupted.
-        """
-        tally = Tally.of({})
-        while not stop.is_set():
-            async with self.sessions() as session:
-                running = await repository.running_cycles(session)
-            if not running:
-                break
-            for cycle_id in running:
-                claimed = await self.dispatch(cycle_id, tally, stop, scope="shared")
-                async with self.sessions() as session, session.begin():
-                    _, held = await repository.cycle_progress(session, cycle_id, self.claimant.owner)
-                    # Nothing this process could claim, nothing a live one holds: what is left (events whose
-                    # deliveries died too often, say) is for the next cycle. Only looks at the cycle lock: taking
-                    # it, even briefly, could turn away a replica starting a cycle.
-                    if claimed == 0 and held == 0 and not await repository.cycle_lock_held(session):
-                        await repository.close_abandoned_cycles(session, cycle_id)
-                        log.warning("Cycle %d lost its process; its events are delivered: closed", cycle_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HELP_POLL_SECONDS)
-        return tally
-
     def _claim_next(self, cycle_id: int, scope: Scope, stop: asyncio.Event) -> asyncio.Task[list[Delivery]] | None:
         """Start claiming the next batch, unless the dispatch is stopping or the agent's circuit is open.
 
@@ -264,9 +136,7 @@ class Dispatcher:
                 held = await self.liveness.ensure()
                 claimant = self.claimant if held else replace(self.claimant, lock=None)
                 async with self.writes() as session:  # one statement: its own transaction
-                    return await repository.claim(
-                        session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog"
-                    )
+                    return await queue.claim(session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog")
         raise AssertionError("stamina retries until it returns or raises")
 
     async def _release_leases(self, after: asyncio.Task[list[Delivery]] | None) -> None:
@@ -277,7 +147,7 @@ class Dispatcher:
                 after.exception()  # if it failed, so did the database: the claim that was awaited reported it
         try:
             async with self.sessions() as session, session.begin():
-                released = await repository.release_leases(session, self.claimant.owner)
+                released = await queue.release_leases(session, self.claimant.owner)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -382,11 +252,16 @@ class Dispatcher:
     ) -> EventStatus | None:
         async with connections:  # the task's own session, opened by the repository for this one statement
             if isinstance(outcome, AgentError):
-                return await repository.record_failure(
+                return await queue.record_failure(
                     self.writes, delivery.event_id, self.claimant, self.redact.storable(str(outcome)), outcome.attempts
                 )
-            await repository.record_analysis(
-                self.writes, delivery.event_id, outcome.verdict.severity.value, outcome.verdict.score,
-                outcome.verdict.summary, outcome.raw, outcome.attempts,
-            )  # fmt: skip
+            await queue.record_analysis(
+                self.writes,
+                delivery.event_id,
+                outcome.verdict.severity.value,
+                outcome.verdict.score,
+                outcome.verdict.summary,
+                outcome.raw,
+                outcome.attempts,
+            )
             return EventStatus.ANALYSED

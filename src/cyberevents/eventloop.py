@@ -110,12 +110,6 @@ class ThreadFreeEventLoop(asyncio.SelectorEventLoop):
         raise RuntimeError(f"cyberevents runs without threads: refusing to run {func!r} in an executor")
 
 
-class ThreadFreeEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    """Policy for code that creates loops itself (pytest-asyncio)."""
-
-    _loop_factory = ThreadFreeEventLoop
-
-
 def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` on a ThreadFreeEventLoop: the one place cyberevents enters the event loop.
 

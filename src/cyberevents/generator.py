@@ -304,7 +304,7 @@ def _firewall(rng: random.Random, window: _Window, total: int, tag: str) -> Iter
         campaign: str | None = None,
     ) -> GeneratedEvent:
         rule_hit = Firewall(src, rng.randrange(1024, 65535), dst, port, protocol, direction, action, rule, size)
-        return GeneratedEvent(EventKind.FIREWALL, at, rule_hit, scenario, campaign)  # fmt: skip
+        return GeneratedEvent(EventKind.FIREWALL, at, rule_hit, scenario, campaign)
 
     scan = min(_share(total, 0.12, 10), 65535)
     if scan:
@@ -323,16 +323,35 @@ def _firewall(rng: random.Random, window: _Window, total: int, tag: str) -> Iter
         campaign = f"{EXFILTRATION}-{tag}"
         for at in window.burst(exfil, 45.0):
             size = rng.randrange(200_000_000, 2_000_000_000)
-            yield flow(at, src, dst, 443, "outbound", "allow", "allow-web-egress", size, scenario=EXFILTRATION,
-                       campaign=campaign)  # fmt: skip
+            yield flow(
+                at,
+                src,
+                dst,
+                443,
+                "outbound",
+                "allow",
+                "allow-web-egress",
+                size,
+                scenario=EXFILTRATION,
+                campaign=campaign,
+            )
     for _ in range(total - scan - exfil):
         at = window.anywhere()
         if rng.random() < 0.8:  # workstations reaching servers and the internet
             port, protocol = rng.choice(_SERVICES)
             internal = port in (22, 5432, 53, 123)
             dst = _internal_ip(rng, 30) if internal else _public_ip(rng, rng.choice(_HOME_COUNTRIES))
-            yield flow(at, _internal_ip(rng, 20), dst, port, "outbound", "allow", f"allow-{port}-{protocol}",
-                       rng.randrange(200, 5_000_000), protocol)  # fmt: skip
+            yield flow(
+                at,
+                _internal_ip(rng, 20),
+                dst,
+                port,
+                "outbound",
+                "allow",
+                f"allow-{port}-{protocol}",
+                rng.randrange(200, 5_000_000),
+                protocol,
+            )
         else:  # internet background noise against the edge
             port = rng.choice((*_EXPOSED_PORTS, 443, 80))
             action, rule = ("allow", "allow-web-inbound") if port in (443, 80) else ("deny", "default-deny-inbound")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -19,13 +20,14 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import __version__, migrations, repository
+from .aio import stopped_within
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
-from .db import database_problem, driver_error, one_line, session_factory
-from .dispatcher import Tally
+from .db import database_error, database_problem, driver_error, one_line, session_factory
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,14 +78,27 @@ class DaemonState:
             log.info("Database available again")
         self.database = None
 
+    @contextmanager
+    def outage_tolerated(self, doing: str) -> Iterator[None]:
+        """A database error inside is an outage to wait out, said once, not raised; a success says it is back.
+
+        Any other error is a bug, raised: the service stops loudly rather than waiting it out.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            self.database_failed(exc, doing)
+        else:
+            self.database_back()
+
     async def monitor_loop(self) -> None:
         """Beat every second and measure how late the loop woke up: the event-loop lag."""
         loop = asyncio.get_running_loop()
         while not self.stop.is_set():
             expected = loop.time() + 1.0
-            try:
-                await asyncio.wait_for(self.stop.wait(), 1.0)
-            except TimeoutError:
+            if not await stopped_within(self.stop, 1.0):
                 self.loop_lag = max(0.0, loop.time() - expected)
             self.beat = time.monotonic()
 
@@ -228,23 +243,7 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
                 },
             }
         if state.last is not None:
-            last = state.last
-            body["last_cycle"] = {
-                "cycle_id": last.cycle_id,
-                "outcome": last.outcome.value,
-                "started_at": last.started_at.isoformat(),
-                "dispatch_seconds": round(last.dispatch_seconds, 3),
-                "total_seconds": round(last.total_seconds, 3),
-                "kinds": {
-                    k.kind.value: {
-                        "total": k.generated,
-                        "analysed": k.analysed,
-                        "failed": k.failed,
-                        "seconds": k.dispatch_seconds,
-                    }
-                    for k in last.kinds
-                },
-            }
+            body["last_cycle"] = state.last.as_json()
         return web.json_response(body)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import repository
+from . import queue
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Liveness:
         assert self._connection is not None
         # Not taken: the process's old session still holds it, its end not yet noticed by the server; or, before
         # the first claim, another process drew the same key. The next call tries again.
-        self._held = await repository.try_liveness_lock(self._connection, self.lock)
+        self._held = await queue.try_liveness_lock(self._connection, self.lock)
         return self._held
 
     async def _reconnect(self) -> None:

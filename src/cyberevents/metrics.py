@@ -40,9 +40,10 @@ class Metrics:
             registry=self.registry,
         )
         self.circuit_open = Gauge(
-            "cyberevents_agent_circuit_open", "1 while dispatch pauses because most agent calls fail",
+            "cyberevents_agent_circuit_open",
+            "1 while dispatch pauses because most agent calls fail",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.last_success = Gauge(
             "cyberevents_last_success_timestamp_seconds",
             "Unix time the last cycle that analysed every event ended",

@@ -8,12 +8,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Any fixed 64-bit number: replicas starting together take turns migrating instead of racing.
-MIGRATION_LOCK_KEY = 0x637962657276_01
+from . import repository
 
 
 def script_location() -> Path:
@@ -46,7 +44,7 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
     """Apply migrations up to `revision` under an advisory lock; returns (before, after) revisions."""
     async with engine.begin() as connection:
-        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        await repository.take_migration_lock(connection)
         before = await connection.run_sync(current_revision_of)
         await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
         return before, await connection.run_sync(current_revision_of)
@@ -54,5 +52,5 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | No
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     async with engine.begin() as connection:
-        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        await repository.take_migration_lock(connection)
         await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))

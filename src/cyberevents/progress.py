@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TextIO
 
-from .dispatcher import Tally
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ class Delivery:
     """What a dispatch task gets: plain immutable data, never an ORM object.
 
     `body` is the request as sent, `{"event_type": …, "event_id": …, "event": {…}}`, encoded once, by the claim
-    (repository.claim) that leased the event: its `event` holds the event's own fields and nothing else.
+    (queue.claim) that leased the event: its `event` holds the event's own fields and nothing else.
     """
 
     event_id: int

@@ -7,7 +7,7 @@ from datetime import UTC
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import migrations, repository
+from . import ledger, migrations, queue, repository
 from .db import session_factory
 from .models import EventKind, EventStatus, Severity
 
@@ -20,7 +20,7 @@ class DatabaseReport:
     head: str | None
     events: dict[tuple[str, str], int]
     analyses: dict[str, int]
-    cycles: list[repository.CycleSummary]
+    cycles: list[ledger.CycleSummary]
     max_attempts: int = 0
     undeliverable: int = 0
 
@@ -43,21 +43,23 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> Datab
             head,
             await repository.events_by_kind_and_status(session),
             await repository.analyses_by_severity(session),
-            await repository.recent_cycles(session, limit=10),
+            await ledger.recent_cycles(session, limit=10),
             max_attempts,
-            await repository.undeliverable(session, max_attempts),
+            await queue.undeliverable(session, max_attempts),
         )
 
 
-def _ledger_line(cycle: repository.CycleSummary) -> str:
+def _ledger_line(cycle: ledger.CycleSummary) -> str:
     started = cycle.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     slot = f" slot {cycle.slot_at.astimezone(UTC):%H:%M:%SZ}" if cycle.slot_at else ""
     head = f"#{cycle.id} {started} {cycle.trigger.value}{slot}: {cycle.outcome.value}"
     if cycle.seed is None:  # a slot that never got a cycle of its own
         return f"{head} — {cycle.reason}"
     duration = "" if cycle.duration_seconds is None else f" in {cycle.duration_seconds:.1f}s"
-    kinds = ", ".join(f"{k.kind.value} {k.analysed}/{k.generated}" + (f" ({k.failed} failed)" if k.failed else "")
-                      for k in cycle.kinds)  # fmt: skip
+    kinds = ", ".join(
+        f"{k.kind.value} {k.analysed}/{k.generated}" + (f" ({k.failed} failed)" if k.failed else "")
+        for k in cycle.kinds
+    )
     reason = f" — {cycle.reason}" if cycle.reason else ""
     return f"{head}{duration}, seed {cycle.seed}: {kinds}{reason}"
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import migrations, repository
+from . import migrations, queue
 from .agent.server import AgentKnobs, serve
 from .agent_client import AgentClient
 from .breaker import CircuitBreaker
-from .db import open_write_engine, session_factory
+from .db import open_engine, open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
 from .liveness import hold_liveness
 from .metrics import Metrics
@@ -98,9 +98,23 @@ async def open_resources(
             agent=agent,
             breaker=CircuitBreaker(settings.agent_circuit_cooldown_seconds),
             workers=settings.dispatch_workers,
-            claimant=repository.Claimant(process_owner(), liveness.lock, settings.lease_seconds, settings.max_attempts),
+            claimant=queue.Claimant(process_owner(), liveness.lock, settings.lease_seconds, settings.max_attempts),
             liveness=liveness,
             redact=redact,
             metrics=metrics,
         )
         yield Resources(settings, engine, write_engine, sessions, agent, dispatcher)
+
+
+@asynccontextmanager
+async def open_service(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Resources]:
+    """Everything a cycle needs, from the configured database up: what run-once, the tests and the bench open.
+
+    The daemon takes the same two steps apart, serving its health endpoints between them while it waits for the
+    database.
+    """
+    async with (
+        open_engine(settings, pool_size=MAIN_POOL_SIZE) as engine,
+        open_resources(settings, engine, metrics) as resources,
+    ):
+        yield resources

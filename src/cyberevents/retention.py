@@ -9,33 +9,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from . import ledger, repository
 from .db import database_error, driver_error
 
 log = logging.getLogger(__name__)
 
 BATCH = 5_000
-
-# Details, verdicts and ground truth go with their event (ON DELETE CASCADE).
-_PRUNE_EVENTS = text(
-    """
-    DELETE FROM events WHERE id IN (
-        SELECT id FROM events WHERE status = 'analysed' AND created_at < :cutoff LIMIT :batch
-    )
-    """
-)
-_PRUNE_CYCLES = text(
-    """
-    DELETE FROM cycles WHERE id IN (
-        SELECT id FROM cycles
-        WHERE started_at < :cutoff AND outcome <> 'running'
-          AND NOT EXISTS (SELECT 1 FROM events WHERE events.cycle_id = cycles.id)
-        LIMIT :batch
-    )
-    """
-)
 
 
 async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: int = BATCH) -> tuple[int, int]:
@@ -48,11 +29,10 @@ async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: 
     cutoff = datetime.now(UTC) - timedelta(days=days)
     deleted = [0, 0]
     try:
-        for index, statement in enumerate((_PRUNE_EVENTS, _PRUNE_CYCLES)):
+        for index, delete in enumerate((repository.prune_analysed_events, ledger.prune_cycles)):
             while True:
                 async with sessions() as session, session.begin():
-                    result = await session.execute(statement, {"cutoff": cutoff, "batch": batch})
-                count = int(result.rowcount)  # type: ignore[attr-defined]
+                    count = await delete(session, cutoff, batch)
                 deleted[index] += count
                 if count < batch:
                     break

@@ -44,10 +44,6 @@ class SlotFate:
     fate: Fate
     lateness: timedelta
 
-    @property
-    def on_time(self) -> bool:
-        return self.lateness <= ON_TIME
-
 
 def expand(expression: str) -> str:
     """The fields of an expression, nicknames spelled out; a one-line ValueError if it is not one cron runs."""
@@ -104,9 +100,13 @@ def _parse(schedule: str) -> _Cron:
     match, fields = CronSim(text, datetime(2000, 1, 1)), text.split()
     starred = fields[: len(fields) - 3]  # minute and hour, and seconds if given
     return _Cron(
-        text, match, tuple(sorted(match.hours)), tuple(sorted(match.minutes)), tuple(sorted(match.seconds)),
+        text,
+        match,
+        tuple(sorted(match.hours)),
+        tuple(sorted(match.minutes)),
+        tuple(sorted(match.seconds)),
         any(field.startswith("*") for field in starred),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -13,10 +12,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import repository
-from .cycle import CycleBusy, CycleRequest, CycleResult, run_cycle
+from . import ledger
+from .aio import stopped_within
+from .cycle import CycleBusy, CycleRequest, CycleResult, help_running_cycles, run_cycle
 from .db import database_error, describe, open_engine, open_probe_engine
-from .dispatcher import Tally
 from .generator import Counts
 from .health import DaemonState, RunningCycle, create_app
 from .httpserver import serve
@@ -26,6 +25,7 @@ from .resources import MAIN_POOL_SIZE, Resources, open_resources
 from .schedule import SlotFate
 from .scheduler import Scheduler
 from .settings import ConfigError, Settings
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ async def graceful_stop(settings: Settings) -> AsyncIterator[Stop]:
             return
         log.info(
             "Received %s: starting no new work, giving in-flight deliveries %gs (SHUTDOWN_GRACE_SECONDS)",
-            signum.name, settings.shutdown_grace_seconds,
-        )  # fmt: skip
+            signum.name,
+            settings.shutdown_grace_seconds,
+        )
         stop.event.set()
         stop.received = signum
         deadline = loop.call_later(settings.shutdown_grace_seconds, cut_short)
@@ -135,8 +136,10 @@ class Daemon:
                 )
                 log.info(
                     "Scheduling cycles on %r (%s); next run %s",
-                    settings.schedule, settings.schedule_tz, "at start" if settings.run_on_start else "on the schedule",
-                )  # fmt: skip
+                    settings.schedule,
+                    settings.schedule_tz,
+                    "at start" if settings.run_on_start else "on the schedule",
+                )
                 self.state.scheduler = scheduler
                 self.state.scheduler_task = tasks.create_task(scheduler.run(), name="scheduler")
                 tasks.create_task(self._help_between_cycles(resources), name="helper")
@@ -148,15 +151,8 @@ class Daemon:
         a restart would not help."""
         delay = 1.0
         while True:
-            try:
-                resources = await stack.enter_async_context(open_resources(self.settings, engine, self.metrics))
-            except Exception as exc:
-                if not database_error(exc):
-                    raise
-                self.state.database_failed(exc, f"starting (database at {describe(self.settings.sqlalchemy_url)})")
-            else:
-                self.state.database_back()
-                return resources
+            with self.state.outage_tolerated(f"starting (database at {describe(self.settings.sqlalchemy_url)})"):
+                return await stack.enter_async_context(open_resources(self.settings, engine, self.metrics))
             if await stopped_within(self.state.stop, delay):
                 return None
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
@@ -166,21 +162,15 @@ class Daemon:
         that fails meanwhile is an outage to wait out, with capped backoff, not a reason to stop."""
         stop, pause = self.state.stop, HELP_EVERY_SECONDS
         while not stop.is_set():
-            try:
+            pause = min(pause * 2, MAX_BACKOFF_SECONDS)  # unless this round succeeds
+            with self.state.outage_tolerated("helping other replicas"):
                 async with self._working:
                     await self._help(resources)
-            except Exception as exc:
-                if not database_error(exc):
-                    raise
-                self.state.database_failed(exc, "helping other replicas")
-                pause = min(pause * 2, MAX_BACKOFF_SECONDS)
-            else:
-                self.state.database_back()
                 pause = HELP_EVERY_SECONDS
             await stopped_within(stop, pause)
 
     async def _help(self, resources: Resources) -> None:
-        helped = await resources.dispatcher.help(self.state.stop)
+        helped = await help_running_cycles(resources, self.state.stop)
         if helped.done:
             log.info("Helped another replica's cycle: delivered %d events (%d analysed)", helped.done, helped.analysed)
 
@@ -220,32 +210,17 @@ class Daemon:
 
     async def _record_slot(self, resources: Resources, fate: SlotFate, outcome: CycleOutcome, reason: str) -> None:
         """The ledger row of a slot that got no cycle; if the database is away, the log line is its only record."""
-        try:
+        with self.state.outage_tolerated(f"recording slot {fate.slot.isoformat()} as {outcome.value}"):
             async with resources.sessions() as session, session.begin():
-                await repository.record_slot(session, fate.slot, CycleTrigger.SCHEDULE, outcome, reason)
-        except Exception as exc:
-            if not database_error(exc):
-                raise
-            self.state.database_failed(exc, f"recording slot {fate.slot.isoformat()} as {outcome.value}")
+                await ledger.record_slot(session, fate.slot, CycleTrigger.SCHEDULE, outcome, reason)
         self.metrics.cycles.labels(outcome.value).inc()
 
     async def _ran_since(self, resources: Resources, moment: datetime) -> bool:
         """Whether a cycle ran since `moment`; with the database away, no: the cycle tried then fails, recorded."""
-        try:
+        with self.state.outage_tolerated("looking up the last cycle"):
             async with resources.sessions() as session:
-                return await repository.ran_since(session, moment)
-        except Exception as exc:
-            if not database_error(exc):
-                raise
-            self.state.database_failed(exc, "looking up the last cycle")
-            return False
-
-
-async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait for `stop` at most `seconds`; whether it was set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
+                return await ledger.ran_since(session, moment)
+        return False
 
 
 async def run_daemon(settings: Settings) -> int:

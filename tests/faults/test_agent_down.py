@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.generator import Counts
 from cyberevents.health import circuit_status
+from cyberevents.resources import open_service
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import MakeSettings
 from tests.faults.books import assert_balanced, books
+from tests.support import wait_until
 
 
 async def test_circuit_opens_while_the_agent_is_down_and_closes_when_it_is_back(
@@ -23,7 +23,7 @@ async def test_circuit_opens_while_the_agent_is_down_and_closes_when_it_is_back(
         agent_url=f"http://127.0.0.1:{port}/analyse", dispatch_workers=2, agent_max_retries=0,
         agent_circuit_cooldown_seconds=1,
     )  # fmt: skip
-    async with open_test_resources(settings) as resources:
+    async with open_service(settings) as resources:
         down = await run_cycle(resources, CycleRequest(Counts(40, 0, 0)))
         assert down is not None
         breaker = resources.dispatcher.breaker
@@ -41,7 +41,7 @@ async def test_circuit_opens_while_the_agent_is_down_and_closes_when_it_is_back(
         assert still_down.redelivered.total == 0  # still cooling down: nothing sent
 
         async with recording_agent(port=port) as agent:  # the agent is back
-            await asyncio.sleep(1.1)
+            await wait_until(lambda: breaker.state == "half-open")  # the cool-down is over
             back = await run_cycle(resources, CycleRequest(Counts(0, 0, 0)))
         assert back is not None
         assert breaker.state == "closed"

@@ -16,8 +16,9 @@ from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import Counts
 from cyberevents.models import Event, EventStatus
+from cyberevents.resources import open_service
 from tests.agents import good_verdict, recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import MakeSettings
 from tests.faults.books import assert_balanced, books
 
 
@@ -46,7 +47,7 @@ async def test_transient_failures_are_retried_with_the_same_idempotency_key(
     flaky = Flaky(failures=2, status=503)
     async with (
         recording_agent(respond=flaky) as agent,
-        open_test_resources(make_settings(agent_url=agent.url, agent_max_retries=3)) as resources,
+        open_service(make_settings(agent_url=agent.url, agent_max_retries=3)) as resources,
     ):
         await run_cycle(resources, CycleRequest(Counts(4, 3, 3)))
     assert {event.status for event in await events(engine)} == {EventStatus.ANALYSED}
@@ -60,7 +61,7 @@ async def test_429_waits_for_retry_after(make_settings: MakeSettings, engine: As
     flaky = Flaky(failures=1, status=429, headers={"Retry-After": "1"})
     async with (
         recording_agent(respond=flaky) as agent,
-        open_test_resources(make_settings(agent_url=agent.url, dispatch_workers=1)) as resources,
+        open_service(make_settings(agent_url=agent.url, dispatch_workers=1)) as resources,
     ):
         started = time.monotonic()
         await run_cycle(resources, CycleRequest(Counts(1, 0, 0)))
@@ -74,7 +75,7 @@ async def test_retries_stop_at_agent_max_retries(make_settings: MakeSettings, en
     flaky = Flaky(failures=100, status=502)
     async with recording_agent(respond=flaky) as agent:
         settings = make_settings(agent_url=agent.url, agent_max_retries=2)
-        async with open_test_resources(settings) as resources:
+        async with open_service(settings) as resources:
             await run_cycle(resources, CycleRequest(Counts(2, 2, 2)))
     stored = await events(engine)
     assert {event.status for event in stored} == {EventStatus.FAILED}
@@ -130,7 +131,7 @@ async def test_permanent_failures_are_not_retried(make_settings: MakeSettings, e
     for name, (respond, error) in cases.items():
         async with recording_agent(respond=respond) as agent:
             settings = make_settings(agent_url=agent.url, agent_max_retries=5)
-            async with open_test_resources(settings) as resources:
+            async with open_service(settings) as resources:
                 await run_cycle(resources, CycleRequest(Counts(1, 1, 1)))
         latest = (await events(engine))[-3:]
         sent = Counter(body["event_id"] for _, body in agent.requests if body["event_id"] in {e.id for e in latest})

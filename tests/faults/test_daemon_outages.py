@@ -15,9 +15,11 @@ from cyberevents.models import CycleOutcome
 from cyberevents.service import Daemon
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings
-from tests.integration.test_daemon import daemon_settings, get, ledger, running, wait_until
+from tests.integration.test_daemon import daemon_settings, get, running
 from tests.proxy import Proxy
-from tests.support import asyncpg_dsn
+from tests.support import asyncpg_dsn, ledger, wait_until
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 
 async def status_of(daemon: Daemon) -> dict[str, Any]:

@@ -6,28 +6,19 @@ import signal
 import subprocess
 import sys
 
-from sqlalchemy import select
+import pytest
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from cyberevents.db import session_factory
 from cyberevents.eventloop import run
-from cyberevents.models import Cycle, CycleTrigger
-from tests.support import clean_env, read_until
+from cyberevents.models import CycleTrigger
+from tests.support import clean_env, ledger_at, read_until
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 CLIENTS = 2000
 # Measured lateness of a cycle's start on this project's 2-core machine is in docs/reliability.md; this margin
 # leaves room for a machine loaded by another test run.
 LATENESS_MARGIN = 3.0
-
-
-async def ledger(database_url: URL) -> list[Cycle]:
-    engine = create_async_engine(database_url)
-    try:
-        async with session_factory(engine)() as session:
-            return list((await session.scalars(select(Cycle).order_by(Cycle.id))).all())
-    finally:
-        await engine.dispose()
 
 
 def test_cycles_start_on_time_under_a_flood_of_health_requests(database_url: URL) -> None:
@@ -59,7 +50,7 @@ def test_cycles_start_on_time_under_a_flood_of_health_requests(database_url: URL
         daemon.send_signal(signal.SIGTERM)
         _, rest = daemon.communicate(timeout=60)
 
-    cycles = [cycle for cycle in run(ledger(database_url)) if cycle.seed is not None]
+    cycles = [cycle for cycle in run(ledger_at(database_url)) if cycle.seed is not None]
     late = [(cycle.started_at - cycle.slot_at).total_seconds() for cycle in cycles if cycle.slot_at is not None]
     print(f"FLOOD {CLIENTS} clients: answers {answered.strip()}; cycle lateness {[round(s, 3) for s in late]}")
     assert len(late) >= 4

@@ -22,15 +22,17 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cyberevents import repository
+from cyberevents import ledger, repository
 from cyberevents.agent_client import AgentClient
 from cyberevents.breaker import CircuitBreaker
-from cyberevents.dispatcher import Tally
 from cyberevents.generator import Counts, generate
 from cyberevents.models import CycleTrigger, Event, EventAnalysis, EventStatus
-from cyberevents.resources import Resources
+from cyberevents.resources import Resources, open_service
+from cyberevents.tally import Tally
 from tests.agents import RawAgent, raw_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import MakeSettings
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 TOKEN = "tok-Hostile-9Qe"
 STATUSES = [200, 200, 200, 201, 204, 301, 302, 303, 307, 308, 400, 404, 422, 429, 500, 502, 503, 504, 599]
@@ -164,8 +166,8 @@ async def row_of(sessions: async_sessionmaker[AsyncSession], event_id: int) -> t
 
 async def new_cycle_with_one_event(resources: Resources, seed: int) -> tuple[int, int]:
     async with resources.sessions() as session, session.begin():
-        cycle_id = await repository.next_cycle_id(session)
-        await repository.insert_cycle(session, cycle_id, datetime.now(UTC), seed, CycleTrigger.ONCE)
+        cycle_id = await ledger.next_cycle_id(session)
+        await ledger.insert_cycle(session, cycle_id, datetime.now(UTC), seed, CycleTrigger.ONCE)
         await repository.insert_events(session, cycle_id, generate(seed, Counts(1, 0, 0), datetime.now(UTC)))
         event_id = await session.scalar(select(func.max(Event.id)))
     assert event_id is not None
@@ -214,7 +216,7 @@ async def bench(make_settings: MakeSettings) -> AsyncIterator[Bench]:
     async with raw_agent() as agent:
         settings = make_settings(agent_url=agent.url, agent_token=TOKEN, agent_max_retries=1, agent_timeout_seconds=5)
         # A short Retry-After cap keeps the examples quick; that NaN or infinity never reaches a timer is the point.
-        async with open_test_resources(settings) as opened:
+        async with open_service(settings) as opened:
             client = AgentClient(
                 agent.url, workers=1, timeout_seconds=5, token=settings.agent_token, max_retries=1,
                 backoff_seconds=0.001, max_retry_after=0.01, redact=opened.dispatcher.redact,

@@ -14,16 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cyberevents.cycle import CycleBusy, CycleRequest, run_cycle
+from cyberevents.cycle import CycleBusy, CycleRequest, help_running_cycles, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.eventloop import run
 from cyberevents.generator import Counts
 from cyberevents.models import Cycle, CycleOutcome, Event, EventStatus
+from cyberevents.resources import open_service
 from tests.agents import recording_agent
-from tests.conftest import AgentProcess, MakeSettings, open_test_resources
+from tests.conftest import AgentProcess, MakeSettings
 from tests.faults.books import Books, assert_balanced, books
-from tests.integration.test_daemon import wait_until
-from tests.support import cli, read_until
+from tests.support import cli, read_until, wait_until
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 
 def refuse(request: dict[str, Any]) -> web.Response:
@@ -40,7 +42,7 @@ async def test_failed_events_are_redelivered_then_dead_lettered_then_requeued(
 ) -> None:
     async with recording_agent(respond=refuse) as bad:
         settings = make_settings(agent_url=bad.url, max_attempts=2)
-        async with open_test_resources(settings) as resources:
+        async with open_service(settings) as resources:
             await run_cycle(resources, CycleRequest(Counts(3, 0, 0)))
             assert await statuses(engine) == [EventStatus.FAILED] * 3
             second = await run_cycle(resources, CycleRequest(Counts(0, 0, 0)))
@@ -63,7 +65,7 @@ async def test_failed_events_are_redelivered_then_dead_lettered_then_requeued(
 
     async with (
         recording_agent() as good,
-        open_test_resources(make_settings(agent_url=good.url, max_attempts=2)) as resources,
+        open_service(make_settings(agent_url=good.url, max_attempts=2)) as resources,
     ):
         fourth = await run_cycle(resources, CycleRequest(Counts(0, 0, 0)))
     assert fourth is not None
@@ -78,13 +80,13 @@ async def test_a_second_process_helps_the_running_cycle_instead_of_starting_its_
     """One cycle at a time across processes; the others share its dispatch through the leased claims."""
     async with recording_agent(latency=0.2) as agent:
         settings = make_settings(agent_url=agent.url, dispatch_workers=2)
-        async with open_test_resources(settings) as first, open_test_resources(settings) as second:
+        async with open_service(settings) as first, open_service(settings) as second:
             request = CycleRequest(Counts(30, 0, 0))
             owner = asyncio.create_task(run_cycle(first, request))
             await wait_until(lambda: request.tally.analysed >= 1)  # the first is dispatching
             with pytest.raises(CycleBusy, match="another process is running cycle 1"):
                 await run_cycle(second, CycleRequest(Counts(2, 0, 0)))
-            helped = await second.dispatcher.help(asyncio.Event())
+            helped = await help_running_cycles(second, asyncio.Event())
             result = await owner
     assert result is not None
     assert (result.analysed, result.outcome) == (30, CycleOutcome.SUCCEEDED)  # counted whoever delivered

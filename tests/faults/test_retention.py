@@ -9,9 +9,10 @@ from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import Counts
 from cyberevents.models import Cycle, Event, EventAnalysis, EventStatus, GroundTruth, LoginEvent
+from cyberevents.resources import open_service
 from cyberevents.retention import prune
 from tests.agents import recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from tests.conftest import MakeSettings
 
 
 async def count(engine: AsyncEngine, model: type[object]) -> int:
@@ -24,7 +25,7 @@ async def test_old_analysed_events_and_ledger_rows_go_in_batches(
 ) -> None:
     async with (
         recording_agent() as agent,
-        open_test_resources(make_settings(agent_url=agent.url, retention_days=0)) as resources,
+        open_service(make_settings(agent_url=agent.url, retention_days=0)) as resources,
     ):
         await run_cycle(resources, CycleRequest(Counts(30, 0, 0)))  # will be old
         await run_cycle(resources, CycleRequest(Counts(5, 0, 0)))  # stays recent

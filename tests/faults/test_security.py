@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -13,6 +14,8 @@ from cyberevents.db import session_factory
 from cyberevents.eventloop import run
 from cyberevents.models import Event
 from tests.support import clean_env, cli
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 PASSWORD, TOKEN = "hunter2-pw-Zq8", "tok-s3cret-Xy7"
 

@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL
 from cyberevents.migrations import head_revision
 from tests.support import clean_env, cli
 
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
+
 HEAD = head_revision()
 
 SUBCOMMANDS = ("migrate", "check-db", "generate")

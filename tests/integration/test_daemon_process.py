@@ -9,6 +9,7 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,6 +19,8 @@ from cyberevents.eventloop import run
 from cyberevents.models import Cycle, CycleOutcome, Event, EventAnalysis, EventStatus
 from tests.conftest import AgentProcess
 from tests.support import by_host_name, cli, read_until, threads_of
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 
 def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled(

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cyberevents.cycle import CycleRequest, CycleResult, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import Counts
 from cyberevents.models import (
     DETAIL_TABLES,
-    Cycle,
     CycleOutcome,
     Event,
     EventAnalysis,
@@ -23,9 +22,10 @@ from cyberevents.models import (
     EventStatus,
     GroundTruth,
 )
-from cyberevents.resources import MAIN_POOL_SIZE, Resources
-from tests.agents import recording_agent
-from tests.conftest import MakeSettings, open_test_resources
+from cyberevents.resources import MAIN_POOL_SIZE, Resources, open_service
+from tests.agents import Responder, recording_agent
+from tests.conftest import MakeSettings
+from tests.support import ledger
 
 
 async def one_cycle(resources: Resources, counts: Counts) -> CycleResult:
@@ -46,7 +46,7 @@ async def test_agent_sees_exactly_workers_in_flight_and_one_analysis_per_event(
 ) -> None:
     async with recording_agent(latency=0.05) as agent:
         settings = make_settings(agent_url=agent.url, dispatch_workers=workers)
-        async with open_test_resources(settings) as resources:
+        async with open_service(settings) as resources:
             third = events // 3
             result = await one_cycle(resources, Counts(third, events - 2 * third, third))
             per_event = await analyses_per_event(resources.sessions)
@@ -70,7 +70,7 @@ async def test_token_and_idempotency_key_reach_the_agent_and_ground_truth_never_
 ) -> None:
     async with recording_agent() as agent:
         settings = make_settings(agent_url=agent.url, agent_token="t0ken-xyz")
-        async with open_test_resources(settings) as resources:
+        async with open_service(settings) as resources:
             await one_cycle(resources, Counts(63, 319, 52))
             async with resources.sessions() as session:
                 uids = {str(uid) for uid in (await session.scalars(select(Event.uid))).all()}
@@ -108,33 +108,36 @@ def every_other_invalid(request: dict[str, Any]) -> web.Response:
     return web.json_response({"severity": "low", "score": 1, "summary": "fine"})
 
 
-async def test_failed_deliveries_are_recorded_with_their_reason(make_settings: MakeSettings) -> None:
+async def cycle_against(
+    make_settings: MakeSettings, respond: Responder, counts: Counts
+) -> tuple[CycleResult, list[Event]]:
+    """One cycle against an agent answering with `respond`: its result, and its events as they ended."""
     async with (
-        recording_agent(respond=html_error) as agent,
-        open_test_resources(make_settings(agent_url=agent.url)) as resources,
+        recording_agent(respond=respond) as agent,
+        open_service(make_settings(agent_url=agent.url)) as resources,
     ):
-        result = await one_cycle(resources, Counts(3, 3, 3))
+        result = await one_cycle(resources, counts)
         async with resources.sessions() as session:
-            events = (await session.scalars(select(Event))).all()
-            cycle = await session.get(Cycle, result.cycle_id)
+            return result, list((await session.scalars(select(Event))).all())
+
+
+async def test_failed_deliveries_are_recorded_with_their_reason(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    result, events = await cycle_against(make_settings, html_error, Counts(3, 3, 3))
     assert result.outcome is CycleOutcome.FAILED
     assert (result.analysed, result.failed) == (0, 9)
     assert {event.status for event in events} == {EventStatus.FAILED}
     assert {event.last_error for event in events} == {"agent answered HTTP 500: <html>oops</html>"}
     assert {event.delivery_count for event in events} == {1}
-    assert cycle is not None
-    assert cycle.outcome is CycleOutcome.FAILED
+    assert [cycle.outcome for cycle in await ledger(engine)] == [CycleOutcome.FAILED]
 
 
-async def test_invalid_verdicts_fail_only_their_events(make_settings: MakeSettings) -> None:
-    async with (
-        recording_agent(respond=every_other_invalid) as agent,
-        open_test_resources(make_settings(agent_url=agent.url)) as resources,
-    ):
-        result = await one_cycle(resources, Counts(10, 10, 10))
-        async with resources.sessions() as session:
-            failed = (await session.scalars(select(Event).where(Event.status == EventStatus.FAILED))).all()
-            analysed = await session.scalar(select(func.count()).select_from(EventAnalysis))
+async def test_invalid_verdicts_fail_only_their_events(make_settings: MakeSettings, engine: AsyncEngine) -> None:
+    result, events = await cycle_against(make_settings, every_other_invalid, Counts(10, 10, 10))
+    failed = [event for event in events if event.status is EventStatus.FAILED]
+    async with session_factory(engine)() as session:
+        analysed = await session.scalar(select(func.count()).select_from(EventAnalysis))
     assert result.outcome is CycleOutcome.PARTIAL
     assert result.failed == len(failed) == 15
     assert analysed == 15
@@ -145,7 +148,7 @@ async def test_invalid_verdicts_fail_only_their_events(make_settings: MakeSettin
 async def test_an_unreachable_agent_fails_events_without_losing_them(make_settings: MakeSettings) -> None:
     async with recording_agent() as agent:
         url = agent.url
-    async with open_test_resources(make_settings(agent_url=url, agent_timeout_seconds=2)) as resources:
+    async with open_service(make_settings(agent_url=url, agent_timeout_seconds=2)) as resources:
         result = await one_cycle(resources, Counts(2, 2, 2))
         async with resources.sessions() as session:
             errors = set((await session.scalars(select(Event.last_error))).all())
@@ -155,15 +158,15 @@ async def test_an_unreachable_agent_fails_events_without_losing_them(make_settin
 
 
 async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings) -> None:
-    from cyberevents import repository
+    from cyberevents import queue
 
-    async with recording_agent() as agent, open_test_resources(make_settings(agent_url=agent.url)) as resources:
+    async with recording_agent() as agent, open_service(make_settings(agent_url=agent.url)) as resources:
         await one_cycle(resources, Counts(1, 0, 0))
         sessions = session_factory(resources.engine)
         async with sessions() as session:
             event_id = await session.scalar(select(Event.id))
         assert event_id is not None
-        first = await repository.record_analysis(resources.dispatcher.writes, event_id, "critical", 99, "again", "{}")
+        first = await queue.record_analysis(resources.dispatcher.writes, event_id, "critical", 99, "again", "{}")
         async with sessions() as session:
             rows = (await session.scalars(select(EventAnalysis))).all()
     assert first is False
@@ -172,7 +175,7 @@ async def test_a_redelivered_verdict_is_stored_once(make_settings: MakeSettings)
 
 
 async def test_the_embedded_reference_agent_analyses_a_default_cycle(make_settings: MakeSettings) -> None:
-    async with open_test_resources(make_settings(agent_url=None)) as resources:
+    async with open_service(make_settings(agent_url=None)) as resources:
         result = await one_cycle(resources, Counts(63, 319, 52))
         async with resources.sessions() as session:
             severities = Counter((await session.scalars(select(EventAnalysis.severity))).all())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -8,6 +9,8 @@ from cyberevents import migrations
 from cyberevents.models import EVENTS_FILLFACTOR, Base
 from tests.conftest import REPO
 from tests.support import cli, run_tool
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 
 async def tables(engine: AsyncEngine) -> set[str]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -18,6 +19,8 @@ from cyberevents.eventloop import run
 from tests.conftest import AgentProcess
 from tests.faults.books import Books, assert_balanced, books
 from tests.support import cli, read_until
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 EVENTS = 5000
 

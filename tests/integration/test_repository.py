@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import TextClause, event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cyberevents import repository
+from cyberevents import ledger, queue, repository
 from cyberevents.db import database_unavailable, open_write_engine, session_factory
 from cyberevents.generator import SCENARIOS, Counts, Login, generate
 from cyberevents.liveness import hold_liveness
@@ -28,19 +28,19 @@ from cyberevents.models import (
     PatchEvent,
 )
 from cyberevents.protocol import AgentRequest
-from tests.integration.test_daemon import wait_until
+from tests.support import wait_until
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # A claimant whose liveness lock nobody holds: its claims last only as long as their leases would.
-ME = repository.Claimant("me", 1, 300, 5)
+ME = queue.Claimant("me", 1, 300, 5)
 
 
 async def store_cycle(engine: AsyncEngine, counts: Counts, seed: int = 5) -> int:
     async with session_factory(engine)() as session, session.begin():
-        cycle_id = await repository.next_cycle_id(session)
-        await repository.insert_cycle(session, cycle_id, START, seed, CycleTrigger.ONCE)
+        cycle_id = await ledger.next_cycle_id(session)
+        await ledger.insert_cycle(session, cycle_id, START, seed, CycleTrigger.ONCE)
         generated = await repository.insert_events(session, cycle_id, generate(seed, counts, START))
-        await repository.insert_cycle_stats(session, cycle_id, generated)
+        await ledger.insert_cycle_stats(session, cycle_id, generated)
     return cycle_id
 
 
@@ -78,7 +78,7 @@ async def test_a_claimed_event_comes_as_its_request_body_with_its_own_fields_and
     cycle_id = await store_cycle(engine, Counts(3, 3, 3), seed=4)
     generated = list(generate(4, Counts(3, 3, 3), START))
     async with session_factory(engine)() as session, session.begin():
-        claimed = await repository.claim(session, cycle_id, ME, limit=20)
+        claimed = await queue.claim(session, cycle_id, ME, limit=20)
         uids = {row.id: row.uid for row in await session.execute(select(Event.id, Event.uid))}
     assert len(claimed) == len(generated) == 9
     for delivery, generated_event in zip(claimed, generated, strict=True):  # ids follow the generated order
@@ -138,13 +138,13 @@ async def test_a_claim_reads_the_events_it_takes_not_the_whole_cycle(engine: Asy
     # In the statement's order: owner, liveness lock, lease seconds (0: each claim takes the same first 50 again),
     # cycle, MAX_ATTEMPTS (100: the same 50 are claimed six times), limit.
     take_50 = ("me", 1, 0, cycle_id, 100, 50)
-    assert await events_a_claim_reads(engine, repository._CLAIM_OWN, *take_50) == READS_OF_A_CLAIM_OF_50
+    assert await events_a_claim_reads(engine, queue._CLAIM_OWN, *take_50) == READS_OF_A_CLAIM_OF_50
     async with engine.begin() as connection:
         await connection.execute(text("ANALYZE events"))
         await connection.execute(
             text("UPDATE events SET status = 'analysed' WHERE id < (SELECT min(id) + 1800 FROM events)")
         )
-    assert await events_a_claim_reads(engine, repository._CLAIM_OWN, *take_50) == READS_OF_A_CLAIM_OF_50
+    assert await events_a_claim_reads(engine, queue._CLAIM_OWN, *take_50) == READS_OF_A_CLAIM_OF_50
 
 
 async def test_a_backlog_claim_reads_the_leftovers_it_takes_not_every_earlier_event(engine: AsyncEngine) -> None:
@@ -161,10 +161,10 @@ async def test_a_backlog_claim_reads_the_leftovers_it_takes_not_every_earlier_ev
     # 1,000 failed events wait. In the statement's order: owner, liveness lock, lease seconds (0: the same first 50
     # each time), cycle, MAX_ATTEMPTS (100: the same 50 are claimed six times), limit.
     take_50 = ("me", 1, 0, current, 100, 50)
-    assert await events_a_claim_reads(engine, repository._CLAIM_BACKLOG, *take_50) == READS_OF_A_CLAIM_OF_50
+    assert await events_a_claim_reads(engine, queue._CLAIM_BACKLOG, *take_50) == READS_OF_A_CLAIM_OF_50
     async with engine.begin() as connection:
         await connection.execute(text("ANALYZE events"))
-    assert await events_a_claim_reads(engine, repository._CLAIM_BACKLOG, *take_50) == READS_OF_A_CLAIM_OF_50
+    assert await events_a_claim_reads(engine, queue._CLAIM_BACKLOG, *take_50) == READS_OF_A_CLAIM_OF_50
 
 
 async def test_events_are_inserted_in_bulk_not_row_by_row(engine: AsyncEngine) -> None:
@@ -188,7 +188,7 @@ async def test_reports_read_back_counts_and_cycles(engine: AsyncEngine) -> None:
             ("patch", "pending"): 5,
         }
         assert await repository.analyses_by_severity(session) == {}
-        [summary] = await repository.recent_cycles(session)
+        [summary] = await ledger.recent_cycles(session)
     assert summary.id == cycle_id and summary.seed == 5
     assert [(k.kind, k.generated) for k in summary.kinds] == [
         (EventKind.LOGIN, 3),
@@ -202,10 +202,10 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
     a dead pooled connection must still be dropped, or every retry would meet it again."""
     cycle_id = await store_cycle(engine, Counts(2, 0, 0))
     async with session_factory(engine)() as session, session.begin():
-        first, second = await repository.claim(session, cycle_id, ME, limit=2)
+        first, second = await queue.claim(session, cycle_id, ME, limit=2)
     async with open_write_engine(engine, pool_size=1) as write_engine:
         writes = session_factory(write_engine)
-        assert await repository.record_analysis(writes, first.event_id, "low", 1, "fine", "{}")
+        assert await queue.record_analysis(writes, first.event_id, "low", 1, "fine", "{}")
         async with engine.connect() as connection:
             cut = await connection.scalar(
                 text(
@@ -215,9 +215,9 @@ async def test_a_write_on_a_connection_the_server_closed_fails_once_then_gets_a_
             )
         assert cut == 1
         with pytest.raises(Exception) as lost:  # noqa: PT011 - whichever error the driver meets first
-            await repository.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
+            await queue.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
         assert database_unavailable(lost.value)
-        assert await repository.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
+        assert await queue.record_analysis(writes, second.event_id, "low", 1, "fine", "{}")
 
 
 async def test_a_claim_counts_nothing_a_recorded_outcome_counts_one_delivery(engine: AsyncEngine) -> None:
@@ -225,15 +225,15 @@ async def test_a_claim_counts_nothing_a_recorded_outcome_counts_one_delivery(eng
     cycle_id = await store_cycle(engine, Counts(4, 0, 0))
     sessions = session_factory(engine)
     async with hold_liveness(engine) as me, hold_liveness(engine) as other:
-        mine = repository.Claimant("me", me.lock, 300, 5)
+        mine = queue.Claimant("me", me.lock, 300, 5)
         async with sessions() as session, session.begin():
-            claimed = await repository.claim(session, cycle_id, mine, limit=4)
-        failed = await repository.record_failure(sessions, claimed[0].event_id, mine, "agent answered HTTP 400")
+            claimed = await queue.claim(session, cycle_id, mine, limit=4)
+        failed = await queue.record_failure(sessions, claimed[0].event_id, mine, "agent answered HTTP 400")
         assert failed is EventStatus.FAILED  # sent: counts
         async with sessions() as session, session.begin():
-            assert await repository.claim(session, cycle_id, repository.Claimant("other", other.lock, 300, 5), 4) == []
+            assert await queue.claim(session, cycle_id, queue.Claimant("other", other.lock, 300, 5), 4) == []
         async with sessions() as session, session.begin():
-            assert await repository.release_leases(session, "me") == 3
+            assert await queue.release_leases(session, "me") == 3
     async with sessions() as session:
         rows = (
             await session.execute(select(Event.id, Event.delivery_count, Event.lost_deliveries, Event.lease_owner))
@@ -250,13 +250,13 @@ async def test_a_dead_owners_claims_are_taken_over_at_once_and_counted_as_lost(e
     sessions = session_factory(engine)
     async with hold_liveness(engine) as survivor:
         async with hold_liveness(engine) as doomed, sessions() as session, session.begin():
-            await repository.claim(session, cycle_id, repository.Claimant("doomed", doomed.lock, 300, 2), limit=2)
-        heir = repository.Claimant("heir", survivor.lock, 300, 2)
+            await queue.claim(session, cycle_id, queue.Claimant("doomed", doomed.lock, 300, 2), limit=2)
+        heir = queue.Claimant("heir", survivor.lock, 300, 2)
         async with sessions() as session, session.begin():
-            taken = await repository.claim(session, cycle_id, heir, limit=4)
+            taken = await queue.claim(session, cycle_id, heir, limit=4)
         assert len(taken) == 4
         async with sessions() as session, session.begin():
-            assert await repository.claim(session, cycle_id, repository.Claimant("third", 7, 300, 2), limit=4) == []
+            assert await queue.claim(session, cycle_id, queue.Claimant("third", 7, 300, 2), limit=4) == []
     async with sessions() as session:
         lost = dict((await session.execute(select(Event.id, Event.lost_deliveries).order_by(Event.id))).all())
     assert list(lost.values()) == [1, 1, 0, 0]
@@ -267,15 +267,15 @@ async def test_an_event_whose_deliveries_die_with_their_process_is_dead_lettered
     sessions = session_factory(engine)
     for name in ("first", "second"):  # MAX_ATTEMPTS=2: two owners die holding it
         async with hold_liveness(engine) as doomed, sessions() as session, session.begin():
-            claimant = repository.Claimant(name, doomed.lock, 300, 2)
-            assert len(await repository.claim(session, cycle_id, claimant, limit=1)) == 1
+            claimant = queue.Claimant(name, doomed.lock, 300, 2)
+            assert len(await queue.claim(session, cycle_id, claimant, limit=1)) == 1
     async with hold_liveness(engine) as alive, sessions() as session, session.begin():
-        survivor = repository.Claimant("survivor", alive.lock, 300, 2)
-        assert await repository.claim(session, cycle_id, survivor, limit=1) == []
-        assert await repository.undeliverable(session, 2) == 0  # its cycle still runs: its owner may yet finish it
+        survivor = queue.Claimant("survivor", alive.lock, 300, 2)
+        assert await queue.claim(session, cycle_id, survivor, limit=1) == []
+        assert await queue.undeliverable(session, 2) == 0  # its cycle still runs: its owner may yet finish it
         await session.execute(text("UPDATE cycles SET outcome = 'interrupted'"))
-        assert await repository.undeliverable(session, 2) == 1
-        assert await repository.dead_letter_undeliverable(session, survivor) == 1
+        assert await queue.undeliverable(session, 2) == 1
+        assert await queue.dead_letter_undeliverable(session, survivor) == 1
     async with sessions() as session:
         event = (await session.scalars(select(Event))).one()
     assert (event.status, event.lost_deliveries, event.delivery_count) == (EventStatus.DEAD_LETTERED, 2, 0)
@@ -289,7 +289,7 @@ async def test_a_liveness_lock_lost_with_its_connection_is_taken_again_under_the
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND classid = :space AND objid = :lock"
     )
     async with hold_liveness(engine) as liveness:
-        key = {"space": repository.LIVENESS_LOCK_SPACE, "lock": liveness.lock}
+        key = {"space": queue.LIVENESS_LOCK_SPACE, "lock": liveness.lock}
         async with engine.connect() as connection:
             [pid] = (await connection.scalars(held, key)).all()
             await connection.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
@@ -305,19 +305,19 @@ async def test_a_stale_owner_changes_nothing_of_an_event_taken_over(engine: Asyn
     owner's failure is not recorded, and its verdict, should it come second, counts no delivery."""
     cycle_id = await store_cycle(engine, Counts(1, 0, 0))
     sessions = session_factory(engine)
-    stale = repository.Claimant("stale", 1, 300, 5)  # a lock nobody holds: as if its connection had been cut
+    stale = queue.Claimant("stale", 1, 300, 5)  # a lock nobody holds: as if its connection had been cut
     async with sessions() as session, session.begin():
-        [delivery] = await repository.claim(session, cycle_id, stale, limit=1)
+        [delivery] = await queue.claim(session, cycle_id, stale, limit=1)
     async with hold_liveness(engine) as alive:
-        heir = repository.Claimant("heir", alive.lock, 300, 5)
+        heir = queue.Claimant("heir", alive.lock, 300, 5)
         async with sessions() as session, session.begin():
-            assert len(await repository.claim(session, cycle_id, heir, limit=1)) == 1
-        assert await repository.record_failure(sessions, delivery.event_id, stale, "agent answered HTTP 400") is None
+            assert len(await queue.claim(session, cycle_id, heir, limit=1)) == 1
+        assert await queue.record_failure(sessions, delivery.event_id, stale, "agent answered HTTP 400") is None
         async with sessions() as session:
             event = await session.get_one(Event, delivery.event_id)
             assert (event.status, event.lease_owner, event.delivery_count) == (EventStatus.PENDING, "heir", 0)
-        assert await repository.record_analysis(sessions, delivery.event_id, "low", 1, "heir's", "{}")
-        assert not await repository.record_analysis(sessions, delivery.event_id, "high", 90, "stale's", "{}")
+        assert await queue.record_analysis(sessions, delivery.event_id, "low", 1, "heir's", "{}")
+        assert not await queue.record_analysis(sessions, delivery.event_id, "high", 90, "stale's", "{}")
     async with sessions() as session:
         event = await session.get_one(Event, delivery.event_id)
         [verdict] = (await session.scalars(select(EventAnalysis))).all()

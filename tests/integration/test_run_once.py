@@ -8,10 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import URL
 
 from tests.conftest import AgentProcess
 from tests.support import by_host_name, cli, threads_of
+
+pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
 
 def test_one_os_thread_through_a_whole_cycle_with_host_names(database_url: URL, agent_process: AgentProcess) -> None:
@@ -37,7 +40,16 @@ def test_run_once_json_is_the_only_stdout_and_exit_0(database_url: URL) -> None:
     result = cli("run-once", "--json", env={"DATABASE_URL": by_host_name(database_url), "GENERATOR_SEED": "7"})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"cycle_id", "seed", "outcome", "kinds", "redelivered", "dispatch_seconds", "total_seconds"}
+    assert set(report) == {
+        "cycle_id",
+        "seed",
+        "started_at",
+        "outcome",
+        "kinds",
+        "redelivered",
+        "dispatch_seconds",
+        "total_seconds",
+    }
     assert report["redelivered"] == {"total": 0, "analysed": 0, "failed": 0}
     assert report["outcome"] == "succeeded"
     assert {kind: counts["total"] for kind, counts in report["kinds"].items()} == {

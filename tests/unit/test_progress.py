@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from cyberevents.dispatcher import Tally
 from cyberevents.models import EventKind, EventStatus
 from cyberevents.progress import Progress, describe
+from cyberevents.tally import Tally
 
 
 class Terminal(io.StringIO):

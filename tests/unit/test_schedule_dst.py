@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,6 +66,7 @@ def _window(expression: str, change: datetime) -> tuple[datetime, datetime]:
     return change - reach, change + reach
 
 
+@pytest.mark.slow  # hundreds of generated schedules
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS, PLACES, st.lists(NEAR, min_size=4, max_size=12))
 def test_next_and_previous_slot_agree_with_debian(
@@ -84,6 +86,7 @@ def test_next_and_previous_slot_agree_with_debian(
         assert latest == upto[-1] if upto else latest < start, (moment, expression)
 
 
+@pytest.mark.slow  # hundreds of generated schedules
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS, PLACES, NEAR, NEAR)
 def test_owed_slots_agree_with_debian(expression: str, place: tuple[ZoneInfo, datetime], one: int, two: int) -> None:
@@ -99,6 +102,7 @@ def test_owed_slots_agree_with_debian(expression: str, place: tuple[ZoneInfo, da
     assert dropped == len(owed) - len(listed)
 
 
+@pytest.mark.slow  # hundreds of generated schedules
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS, PLACES, st.lists(st.sampled_from([0, 0, 1, 20, 400, 3600]), min_size=1, max_size=20))
 def test_the_scheduler_across_a_change_loses_nothing_doubles_nothing_and_never_wakes_in_the_past(

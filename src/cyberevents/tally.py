@@ -1,0 +1,75 @@
+"""Live counts of a dispatch: read by the cycle's summary, the progress display and the health server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .models import EventKind, EventStatus
+
+
+@dataclass
+class KindTally:
+    total: int
+    analysed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    first_started: float | None = None
+    last_finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.analysed + self.failed
+
+    @property
+    def seconds(self) -> float:
+        if self.first_started is None or self.last_finished is None:
+            return 0.0
+        return self.last_finished - self.first_started
+
+
+@dataclass
+class Tally:
+    """Live counts of a dispatch, per kind; progress displays and the cycle summary read it."""
+
+    kinds: dict[EventKind, KindTally]
+    in_flight: int = 0
+    listeners: list[Callable[[Tally], None]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, totals: dict[EventKind, int]) -> Tally:
+        return cls({kind: KindTally(totals.get(kind, 0)) for kind in EventKind})
+
+    @property
+    def total(self) -> int:
+        return sum(kind.total for kind in self.kinds.values())
+
+    @property
+    def done(self) -> int:
+        return sum(kind.done for kind in self.kinds.values())
+
+    @property
+    def analysed(self) -> int:
+        return sum(kind.analysed for kind in self.kinds.values())
+
+    def started(self, kind: EventKind) -> None:
+        self.in_flight += 1
+        tally = self.kinds[kind]
+        if tally.first_started is None:
+            tally.first_started = time.monotonic()
+
+    def finished(self, kind: EventKind, status: EventStatus | None) -> None:
+        """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending."""
+        self.in_flight -= 1
+        if status is None:
+            return
+        tally = self.kinds[kind]
+        tally.last_finished = time.monotonic()
+        if status is EventStatus.ANALYSED:
+            tally.analysed += 1
+        else:
+            tally.failed += 1
+            tally.dead_lettered += status is EventStatus.DEAD_LETTERED
+        for listener in self.listeners:
+            listener(self)
