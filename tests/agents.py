@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cyberevents.agent.rules import score
 from cyberevents.httpserver import serve
 
 Responder = Callable[[dict[str, Any]], web.Response]
@@ -19,6 +20,12 @@ Responder = Callable[[dict[str, Any]], web.Response]
 
 def good_verdict(request: dict[str, Any]) -> web.Response:
     return web.json_response({"severity": "medium", "score": 42, "summary": "looks odd", "model": "test"})
+
+
+def bundled_rules(request: dict[str, Any]) -> web.Response:
+    """The verdict the bundled agent gives: a realistic mix of severities and scores."""
+    severity, points, summary = score(request["event_type"], request["event"])
+    return web.json_response({"severity": severity.value, "score": points, "summary": summary})
 
 
 @dataclass

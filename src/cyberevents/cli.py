@@ -63,7 +63,9 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
     async with open_engine(settings, pool_size=1) as engine:
-        found = await report.gather(engine, describe(settings.sqlalchemy_url), settings.max_attempts)
+        found = await report.gather(
+            engine, describe(settings.sqlalchemy_url), settings.max_attempts, settings.detection_threshold
+        )
     print(report.render(found))
     return 0 if found.at_head else 1
 
@@ -90,6 +92,8 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{kind.kind.value}: {kind.analysed}/{kind.generated} analysed in {kind.dispatch_seconds:.1f}s{failed}"
             )
+        for line in result.score.lines() if result.score else ():
+            print(f"score: {line}")
         print(
             f"cycle {result.cycle_id}: {result.analysed}/{result.generated} analysed, {result.outcome.value}; "
             f"dispatch {result.dispatch_seconds:.1f}s, total {result.total_seconds:.1f}s (seed {result.seed})"

@@ -12,10 +12,12 @@ from typing import Any
 
 from . import ledger, queue, repository
 from .aio import finish_even_if_cancelled, stopped_within
+from .db import database_error, driver_error
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
 from .retention import prune
+from .scoring import Scorecard, flagging, scorecard
 from .tally import Tally
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class CycleResult:
     dispatch_seconds: float
     total_seconds: float
     redelivered: Redelivery = field(default_factory=lambda: Redelivery(0, 0, 0))
+    score: Scorecard | None = None
 
     @property
     def generated(self) -> int:
@@ -79,6 +82,7 @@ class CycleResult:
             },
             "dispatch_seconds": round(self.dispatch_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
+            "score": None if self.score is None else self.score.as_json(),
         }
 
 
@@ -176,9 +180,28 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         kinds = counted
         await finish_even_if_cancelled(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
+    score = await _score(resources, cycle_id)
     await prune(resources.sessions, settings.retention_days)
     redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed)
-    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered)
+    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered, score)
+
+
+async def _score(resources: Resources, cycle_id: int) -> Scorecard | None:
+    """The agent judged against the ground truth of this cycle's events, logged a line per scenario; None if the
+    database failed meanwhile (the cycle itself is recorded)."""
+    threshold = resources.settings.detection_threshold
+    try:
+        async with resources.sessions() as session:
+            counts = await repository.score_counts(session, [cycle_id], flagging(threshold))
+    except Exception as exc:
+        if not database_error(exc):
+            raise
+        log.warning("Cycle %d: scoring failed (%s)", cycle_id, driver_error(exc))
+        return None
+    card = scorecard(threshold, *counts)
+    for line in card.lines():
+        log.info("Scorecard: %s", line)
+    return card
 
 
 async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[ledger.KindStat, ...]:

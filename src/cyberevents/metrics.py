@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .models import CycleOutcome, EventKind
+from .scoring import Scorecard
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -49,6 +50,19 @@ class Metrics:
             "Unix time the last cycle that analysed every event ended",
             registry=self.registry,
         )
+        self.flag_rate = Gauge(
+            "cyberevents_score_flag_rate",
+            "Last scored cycle: share of answered events flagged, per scenario and kind "
+            "(recall for an attack scenario, the false-positive rate for benign events)",
+            ["scenario", "kind"],
+            registry=self.registry,
+        )
+        self.score = Gauge(
+            "cyberevents_score",
+            "Last scored cycle: recall, false_positive_rate, precision, roc_auc",
+            ["figure"],
+            registry=self.registry,
+        )
         for outcome in CycleOutcome:
             if outcome is not CycleOutcome.RUNNING:
                 self.cycles.labels(outcome.value)
@@ -59,6 +73,23 @@ class Metrics:
     def observe_delivery(self, kind: EventKind, seconds: float, analysed: bool) -> None:
         self.dispatch_seconds.labels(kind.value).observe(seconds)
         self.events.labels(kind.value, "analysed" if analysed else "failed").inc()
+
+    def observe_score(self, card: Scorecard) -> None:
+        """The last scored cycle's figures; a figure with nothing to measure yet is left out, not shown as 0."""
+        self.flag_rate.clear()
+        self.score.clear()
+        for row in card.scenarios:
+            if row.flag_rate is not None:
+                self.flag_rate.labels(row.scenario, row.kind.value).set(row.flag_rate)
+        figures = {
+            "recall": card.recall,
+            "false_positive_rate": card.false_positive_rate,
+            "precision": card.precision,
+            "roc_auc": card.roc_auc,
+        }
+        for figure, value in figures.items():
+            if value is not None:
+                self.score.labels(figure).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import ledger, migrations, queue, repository
 from .db import session_factory
 from .models import EventKind, EventStatus, Severity
+from .scoring import Scorecard, flagging, scorecard
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,19 +24,26 @@ class DatabaseReport:
     cycles: list[ledger.CycleSummary]
     max_attempts: int = 0
     undeliverable: int = 0
+    scored_cycle: int | None = None
+    score: Scorecard | None = None  # of the latest cycle that generated events
 
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
 
 
-async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> DatabaseReport:
+async def gather(engine: AsyncEngine, location: str, max_attempts: int, threshold: Severity) -> DatabaseReport:
     """Read everything check-db shows; tables are only queried once the schema is at head."""
     revision, head = await migrations.current_revision(engine), migrations.head_revision()
     async with session_factory(engine)() as session:
         version = await repository.server_version(session)
         if revision != head:
             return DatabaseReport(location, version, revision, head, {}, {}, [])
+        cycles = await ledger.recent_cycles(session, limit=10)
+        scored = next((cycle.id for cycle in cycles if cycle.seed is not None), None)
+        score = None
+        if scored is not None:
+            score = scorecard(threshold, *await repository.score_counts(session, [scored], flagging(threshold)))
         return DatabaseReport(
             location,
             version,
@@ -43,9 +51,11 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> Datab
             head,
             await repository.events_by_kind_and_status(session),
             await repository.analyses_by_severity(session),
-            await ledger.recent_cycles(session, limit=10),
+            cycles,
             max_attempts,
             await queue.undeliverable(session, max_attempts),
+            scored,
+            score,
         )
 
 
@@ -96,4 +106,7 @@ def render(report: DatabaseReport) -> str:
     lines.append("run ledger (latest first):" if report.cycles else "run ledger: no cycles yet")
     for cycle in report.cycles:
         lines.append("  " + _ledger_line(cycle))
+    if report.score is not None:
+        lines.append(f"scorecard of cycle #{report.scored_cycle}:")
+        lines.extend(f"  {line}" for line in report.score.lines())
     return "\n".join(lines)

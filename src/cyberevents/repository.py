@@ -1,10 +1,11 @@
-"""Events stored and read: generated events in bulk, the counts reports show, what retention deletes."""
+"""Events stored and read: generated events in bulk, the counts reports and scorecards show, what retention
+deletes."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
 from datetime import datetime
 from itertools import islice
@@ -14,7 +15,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .generator import Detail, GeneratedEvent
-from .models import DETAIL_TABLES, Event, EventAnalysis, EventKind, EventStatus, GroundTruth
+from .models import DETAIL_TABLES, Event, EventAnalysis, EventKind, EventStatus, GroundTruth, Severity
+from .scoring import CampaignCounts, ScenarioCounts
 
 INSERT_BATCH = 2_000
 
@@ -113,3 +115,56 @@ MIGRATION_LOCK_KEY = 0x637962657276_01
 async def take_migration_lock(connection: AsyncConnection) -> None:
     """Wait for the migration lock, held until `connection`'s transaction ends."""
     await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+_SCENARIO_COUNTS = text(
+    """
+    SELECT g.scenario, e.kind,
+           count(*) FILTER (WHERE e.status = 'analysed') AS answered,
+           count(*) FILTER (WHERE e.status = 'analysed' AND a.severity = ANY(CAST(:flagging AS text[]))) AS flagged,
+           count(*) FILTER (WHERE e.status IN ('failed', 'dead_lettered')) AS failed,
+           count(*) FILTER (WHERE e.status = 'pending') AS pending
+    FROM events e
+    JOIN ground_truth g ON g.event_id = e.id
+    LEFT JOIN event_analyses a ON a.event_id = e.id
+    WHERE e.cycle_id = ANY(CAST(:cycle_ids AS bigint[]))
+    GROUP BY g.scenario, e.kind
+    """
+)
+_CAMPAIGN_COUNTS = text(
+    """
+    SELECT g.scenario, g.campaign, min(e.occurred_at) AS first_event_at,
+           min(e.occurred_at) FILTER (WHERE e.status = 'analysed'
+                                      AND a.severity = ANY(CAST(:flagging AS text[]))) AS first_flagged_at
+    FROM events e
+    JOIN ground_truth g ON g.event_id = e.id
+    LEFT JOIN event_analyses a ON a.event_id = e.id
+    WHERE e.cycle_id = ANY(CAST(:cycle_ids AS bigint[])) AND g.campaign IS NOT NULL
+    GROUP BY g.scenario, g.campaign
+    """
+)
+_SCORE_COUNTS = text(
+    """
+    SELECT g.scenario <> 'benign' AS attack, a.score, count(*)
+    FROM events e
+    JOIN ground_truth g ON g.event_id = e.id
+    JOIN event_analyses a ON a.event_id = e.id
+    WHERE e.cycle_id = ANY(CAST(:cycle_ids AS bigint[])) AND e.status = 'analysed'
+    GROUP BY 1, 2
+    """
+)
+
+
+async def score_counts(
+    session: AsyncSession, cycle_ids: Sequence[int], flagging: Sequence[Severity]
+) -> tuple[list[ScenarioCounts], list[CampaignCounts], dict[tuple[bool, int], int]]:
+    """What a scorecard is computed from, over the events of `cycle_ids`: counts per scenario and kind, each
+    campaign's first event and first flagged one, and how many answered events got each score."""
+    params = {"cycle_ids": list(cycle_ids), "flagging": [severity.value for severity in flagging]}
+    scenarios = [
+        ScenarioCounts(scenario, EventKind(kind), answered, flagged, failed, pending)
+        for scenario, kind, answered, flagged, failed, pending in await session.execute(_SCENARIO_COUNTS, params)
+    ]
+    campaigns = [CampaignCounts(*row) for row in await session.execute(_CAMPAIGN_COUNTS, params)]
+    scores = {(attack, score): count for attack, score, count in await session.execute(_SCORE_COUNTS, params)}
+    return scenarios, campaigns, scores

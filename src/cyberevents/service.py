@@ -196,6 +196,8 @@ class Daemon:
         self.state.last = result
         self.metrics.cycles.labels(result.outcome.value).inc()
         self.metrics.cycle_seconds.observe(result.total_seconds)
+        if result.score is not None:
+            self.metrics.observe_score(result.score)
         if result.outcome is CycleOutcome.SUCCEEDED:
             self.metrics.last_success.set(datetime.now(UTC).timestamp())
 

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .models import Severity
 from .schedule import expand, next_slot
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     agent_tls_verify: bool = Field(default=True, description="Verify HTTPS agents' certificates")
     max_attempts: int = Field(
         default=5, ge=1, le=1000, description="Deliveries an event gets before it is dead-lettered"
+    )
+    detection_threshold: Severity = Field(
+        default=Severity.HIGH, description="A verdict at or above this severity flags its event, in the scorecard"
     )
     retention_days: float = Field(
         default=30.0,
@@ -168,7 +172,7 @@ class Settings(BaseSettings):
             raise ValueError("not an IANA time zone; e.g. UTC, Europe/Paris, America/New_York") from None
         return value
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "detection_threshold", mode="before")
     @classmethod
     def _normalise_case(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):

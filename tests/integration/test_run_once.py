@@ -49,8 +49,12 @@ def test_run_once_json_is_the_only_stdout_and_exit_0(database_url: URL) -> None:
         "redelivered",
         "dispatch_seconds",
         "total_seconds",
+        "score",
     }
     assert report["redelivered"] == {"total": 0, "analysed": 0, "failed": 0}
+    score = report["score"]
+    assert score["threshold"] == "high" and 0 <= score["roc_auc"] <= 1
+    assert sum(row["answered"] for row in score["scenarios"]) == 434
     assert report["outcome"] == "succeeded"
     assert {kind: counts["total"] for kind, counts in report["kinds"].items()} == {
         "login": 63,
@@ -72,12 +76,18 @@ def test_run_once_prints_per_kind_lines_and_keeps_the_old_log_lines(database_url
     assert lines[0].startswith("login: 4/4 analysed in ")
     assert lines[1].startswith("firewall: 5/5 analysed in ")
     assert lines[2].startswith("patch: 6/6 analysed in ")
-    assert lines[3].startswith("cycle 1: 15/15 analysed, succeeded; dispatch ")
+    assert lines[-1].startswith("cycle 1: 15/15 analysed, succeeded; dispatch ")
+    assert lines[-2].startswith("score: agent at threshold high: recall ")  # the scorecard, a line per scenario
+    assert any(line.startswith("score: benign (login): ") for line in lines)
+    check = cli("check-db", env={"DATABASE_URL": by_host_name(database_url)})
+    shown = check.stdout.split("scorecard of cycle #1:\n")[1].splitlines()
+    assert shown == ["  " + line.removeprefix("score: ") for line in lines if line.startswith("score: ")]
     assert "=== Starting event generation cycle at " in result.stderr
     assert "Login events completed: 4/4 successful in " in result.stderr
     assert "Firewall events completed: 5/5 successful in " in result.stderr
     assert "Patch events completed: 6/6 successful in " in result.stderr
     assert "=== Event generation cycle completed successfully in " in result.stderr
+    assert "Scorecard: agent at threshold high: recall " in result.stderr
     assert "AGENT_URL is unset: serving the reference agent in-process at http://127.0.0.1:" in result.stderr
 
 

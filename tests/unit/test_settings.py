@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from cyberevents.models import Severity
 from cyberevents.settings import ConfigError, Settings, load_settings, to_asyncpg_url
 
 
@@ -54,9 +55,11 @@ def test_settings_come_from_unprefixed_environment_variables(monkeypatch: pytest
     monkeypatch.setenv("DISPATCH_WORKERS", "25")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/app")
     monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("DETECTION_THRESHOLD", "Critical")
     settings = load_settings(_env_file=None)
     assert settings.dispatch_workers == 25
     assert settings.log_level == "DEBUG"
+    assert settings.detection_threshold is Severity.CRITICAL
     assert settings.sqlalchemy_url is not None
     assert settings.sqlalchemy_url.drivername == "postgresql+asyncpg"
 
@@ -77,6 +80,11 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytes
         ("AGENT_URL", "ftp://agent", "AGENT_URL='ftp://agent': URL scheme should be 'http' or 'https'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD': Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("AUTO_MIGRATE", "perhaps", "AUTO_MIGRATE='perhaps': Input should be a valid boolean"),
+        (
+            "DETECTION_THRESHOLD",
+            "severe",
+            "DETECTION_THRESHOLD='severe': Input should be 'low', 'medium', 'high' or 'critical'",
+        ),
         ("DATABASE_URL", "mysql://root:hunter2@db/app", "DATABASE_URL: scheme 'mysql' is not PostgreSQL"),
     ],
 )

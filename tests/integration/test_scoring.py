@@ -1,0 +1,127 @@
+"""A cycle's scorecard, from the database, against an independent count of the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cyberevents import repository
+from cyberevents.cycle import CycleRequest, run_cycle
+from cyberevents.db import session_factory
+from cyberevents.generator import BENIGN, Counts
+from cyberevents.models import Severity
+from cyberevents.resources import open_service
+from cyberevents.scoring import flagging, scorecard
+from cyberevents.service import Daemon
+from cyberevents.tally import Tally
+from tests.agents import bundled_rules, recording_agent
+from tests.conftest import MakeSettings
+from tests.integration.test_daemon import daemon_settings, get, running
+from tests.support import wait_until
+
+FLAGGED = {"high", "critical"}
+
+
+def rules_but_every_seventh_fails(request: dict[str, Any]) -> web.Response:
+    """The bundled agent's own rules, and a 500 for every seventh event: failed events to count apart."""
+    if request["event_id"] % 7 == 0:
+        return web.Response(status=500, text="down")
+    return bundled_rules(request)
+
+
+async def test_the_scorecard_matches_an_independent_count(make_settings: MakeSettings, engine: AsyncEngine) -> None:
+    async with (
+        recording_agent(respond=rules_but_every_seventh_fails) as agent,
+        open_service(
+            make_settings(generator_seed=7, agent_url=agent.url, agent_max_retries=0, dispatch_workers=4)
+        ) as resources,
+    ):
+        request = CycleRequest(Counts(63, 319, 52))
+
+        def stop_after_300(progress: Tally) -> None:
+            if progress.done >= 300:
+                request.stop.set()  # the rest stays pending: counted apart too
+
+        request.tally.listeners.append(stop_after_300)
+        result = await run_cycle(resources, request)
+    assert result is not None
+
+    async with session_factory(engine)() as session:
+        found = await repository.score_counts(session, [result.cycle_id], flagging(Severity.HIGH))
+        rows = (
+            await session.execute(
+                text(
+                    """
+                    SELECT g.scenario, e.kind, e.status, a.severity, a.score, g.campaign, e.occurred_at
+                    FROM events e JOIN ground_truth g ON g.event_id = e.id
+                    LEFT JOIN event_analyses a ON a.event_id = e.id
+                    """
+                )
+            )
+        ).all()
+    card = scorecard(Severity.HIGH, *found)
+
+    expected: Counter[tuple[str, str, str]] = Counter()
+    scores: Counter[tuple[bool, int]] = Counter()
+    first: dict[str, Any] = {}
+    first_flagged: dict[str, Any] = {}
+    for scenario, kind, status, severity, points, campaign, at in rows:
+        answered = status == "analysed"
+        flagged = answered and severity in FLAGGED
+        outcome = "flagged" if flagged else "answered" if answered else "pending" if status == "pending" else "failed"
+        expected[scenario, kind, outcome] += 1
+        if answered:
+            scores[scenario != BENIGN, points] += 1
+        if campaign is not None:
+            first[campaign] = min(first.get(campaign, at), at)
+            if flagged:
+                first_flagged[campaign] = min(first_flagged.get(campaign, at), at)
+
+    for row in card.scenarios:
+        key = (row.scenario, row.kind.value)
+        assert row.flagged == expected[*key, "flagged"]
+        assert row.answered == expected[*key, "flagged"] + expected[*key, "answered"]
+        assert row.failed == expected[*key, "failed"]
+        assert row.pending == expected[*key, "pending"]
+    assert sum(r.answered + r.failed + r.pending for r in card.scenarios) == len(rows) == 434
+    assert sum(r.failed for r in card.scenarios) > 0 and sum(r.pending for r in card.scenarios) > 0
+    assert dict(scores) == found[2]
+    assert {c.campaign: (c.first_event_at, c.first_flagged_at) for c in card.campaigns} == {
+        campaign: (at, first_flagged.get(campaign)) for campaign, at in first.items()
+    }
+    assert card.recall is not None and card.false_positive_rate is not None and card.roc_auc is not None
+
+
+async def test_the_daemon_shows_the_last_scorecard_in_status_and_metrics(make_settings: MakeSettings) -> None:
+    async with recording_agent(respond=bundled_rules) as agent:
+        settings = daemon_settings(
+            make_settings, agent.url, run_on_start=True, schedule="0 0 1 1 *", dispatch_workers=10,
+            login_events=63, firewall_events=319, patch_events=52,
+        )  # fmt: skip
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: daemon.state.last is not None, within=60)
+            last = daemon.state.last
+            assert last is not None and last.score is not None
+            _, status = await get(f"{daemon.health_url}/status")
+            _, exposition = await get(f"{daemon.health_url}/metrics")
+    card = last.score
+    assert status["last_cycle"]["score"] == json.loads(json.dumps(card.as_json()))
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    assert samples["cyberevents_score", (("figure", "recall"),)] == card.recall
+    assert samples["cyberevents_score", (("figure", "roc_auc"),)] == card.roc_auc
+    for row in card.scenarios:
+        labels = (("kind", row.kind.value), ("scenario", row.scenario))
+        assert samples["cyberevents_score_flag_rate", labels] == row.flag_rate
+    assert {row.scenario for row in card.scenarios} >= {"brute_force", "port_scan", "unpatched_critical", "benign"}
