@@ -55,6 +55,7 @@ class Result:
     raw_http: float | None = None
     raw_db: float | None = None
     median_share: float | None = None  # set on a row of medians: the median of the runs' own ratios
+    score_seconds: float | None = None  # scoring the cycle against its ground truth, after the dispatch
 
     @property
     def rate(self) -> float:
@@ -204,7 +205,10 @@ def run_case(case: Case, server: str) -> Result:
             raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
             raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
     rss = usage.ru_maxrss / 1024
-    return Result(case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db)
+    return Result(
+        case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db,
+        score_seconds=report.get("score_seconds"),
+    )  # fmt: skip
 
 
 def median_of(runs: list[Result]) -> Result:
@@ -224,15 +228,16 @@ def median_of(runs: list[Result]) -> Result:
         median([r.raw_http for r in runs]),
         median([r.raw_db for r in runs]),
         statistics.median(ratios) if ratios else None,
+        median([r.score_seconds for r in runs]),
     )
 
 
 def table(results: list[Result]) -> str:
     head = (
         "| N | W | L (ms) | dispatch (s) | ideal (s) | ratio | events/s | raw HTTP req/s | raw DB commits/s "
-        "| events/s ÷ min(raw) | agent peak in flight | peak RSS (MiB) |"
+        "| events/s ÷ min(raw) | agent peak in flight | peak RSS (MiB) | scoring (s) |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 13]
     for r in results:
         latency_bound = r.case.latency_ms > 0
         rows.append(
@@ -240,7 +245,7 @@ def table(results: list[Result]) -> str:
             f"{f'{r.ideal:.2f}' if latency_bound else '–'} | {f'{r.ratio:.3f}' if latency_bound else '–'} | "
             f"{r.rate:.0f} | {_maybe(r.raw_http)} | {_maybe(r.raw_db)} | "
             f"{'–' if r.share_of_limit is None else f'{r.share_of_limit:.2f}'} | {r.peak_in_flight} | "
-            f"{r.peak_rss_mib:.0f} |"
+            f"{r.peak_rss_mib:.0f} | {'–' if r.score_seconds is None else f'{r.score_seconds:.2f}'} |"
         )
     return "\n".join(rows)
 

@@ -63,9 +63,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _check_db(args: argparse.Namespace, settings: Settings) -> int:
     async with open_engine(settings, pool_size=1) as engine:
-        found = await report.gather(
-            engine, describe(settings.sqlalchemy_url), settings.max_attempts, settings.detection_threshold
-        )
+        found = await report.gather(engine, describe(settings.sqlalchemy_url), settings.max_attempts)
     print(report.render(found))
     return 0 if found.at_head else 1
 
@@ -75,7 +73,7 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
     progress, result, interrupted = Progress(sys.stderr), None, None
     try:
         async with open_service(settings) as resources, graceful_stop(settings) as stop:
-            request = CycleRequest(_counts(args, settings), timeout=_timeout(settings), stop=stop.event)
+            request = CycleRequest(_counts(args, settings), timeout=_timeout(settings), stop=stop.event, seed=args.seed)
             request.tally.listeners.append(progress)
             result = await run_cycle(resources, request)
         interrupted = stop.exit_code
@@ -106,6 +104,25 @@ def _timeout(settings: Settings) -> timedelta | None:
     Unset, there is no schedule interval to take 90 % of: the CronJob's activeDeadlineSeconds is the bound."""
     seconds = settings.cycle_timeout_seconds
     return timedelta(seconds=seconds) if seconds is not None else None
+
+
+async def _score(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings, pool_size=1) as engine:
+        await ensure_schema(engine, settings)
+        wanted = args.compare or ([args.cycle] if args.cycle else None)
+        kept = await report.kept_scorecards(engine, wanted, args.last)
+    missing = [cycle for cycle in wanted or () if cycle not in kept]
+    if missing or not kept:
+        which = ", ".join(f"#{cycle}" for cycle in missing)
+        print(f"cyberevents: no scorecard for cycle {which}" if missing else "no scored cycle yet", file=sys.stderr)
+        return 1
+    try:
+        shown = report.render_scorecards(kept, compare=args.compare, as_json=args.json)
+    except ValueError as exc:  # cycles scored at different thresholds do not add up
+        print(f"cyberevents: {exc}", file=sys.stderr)
+        return 1
+    print(shown)
+    return 0
 
 
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run-once", help="run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
     )
     once.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    once.add_argument(
+        "--seed",
+        type=_within(int, 0, 2**63 - 1),
+        help="this cycle's seed (as logged by an earlier cycle): the same events again, to score another agent on",
+    )
     _add_counts(once)
     once.set_defaults(handler=_run_once)
 
@@ -256,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-db", help="connectivity, schema revision, events, analyses, last cycles")
     check.set_defaults(handler=_check_db)
+
+    score = commands.add_parser(
+        "score", help="the agent's scorecard against the ground truth: of a cycle, of the last cycles, or two compared"
+    )
+    which = score.add_mutually_exclusive_group()
+    which.add_argument("--cycle", type=_within(int, 1, 2**63 - 1), help="one cycle")
+    which.add_argument("--last", type=_within(int, 1, 100_000), default=1, help="the last N scored cycles (default 1)")
+    which.add_argument(
+        "--compare", type=_within(int, 1, 2**63 - 1), nargs=2, metavar=("A", "B"), help="two cycles side by side"
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(handler=_score)
 
     gen = commands.add_parser(
         "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
 from .retention import prune
-from .scoring import Scorecard, flagging, scorecard
+from .scoring import Scorecard, flagging, scorecard, to_stored
 from .tally import Tally
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class CycleResult:
     total_seconds: float
     redelivered: Redelivery = field(default_factory=lambda: Redelivery(0, 0, 0))
     score: Scorecard | None = None
+    score_seconds: float = 0.0  # scoring this cycle, and the earlier ones it delivered again
 
     @property
     def generated(self) -> int:
@@ -83,6 +85,7 @@ class CycleResult:
             "dispatch_seconds": round(self.dispatch_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
             "score": None if self.score is None else self.score.as_json(),
+            "score_seconds": round(self.score_seconds, 3),
         }
 
 
@@ -96,6 +99,7 @@ class CycleRequest:
     timeout: timedelta | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # set: start no new delivery
     tally: Tally = field(default_factory=lambda: Tally.of({}))  # live counts; add listeners to watch
+    seed: int | None = None  # the cycle's own seed (run-once --seed): the same events again, for another agent
 
 
 def _outcome(analysed: int, generated: int, stopped: bool) -> CycleOutcome:
@@ -134,8 +138,9 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     async with resources.sessions() as session, session.begin():
         cycle_id = await ledger.next_cycle_id(session)
         base = settings.generator_seed if settings.generator_seed is not None else secrets.randbits(62)
-        seed = cycle_seed(base, cycle_id)
+        seed = request.seed if request.seed is not None else cycle_seed(base, cycle_id)
         opened = await ledger.insert_cycle(session, cycle_id, started_at, seed, request.trigger, request.slot_at)
+        earlier = await repository.cycles_with_undelivered_events(session)  # their scorecards may change now
     if not opened:
         log.info("Slot %s already has a cycle (another replica ran it); skipping", request.slot_at)
         return None
@@ -180,28 +185,37 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         kinds = counted
         await finish_even_if_cancelled(_close(resources, cycle_id, total_seconds, outcome, kinds, reason))
     _log_summary(kinds, outcome, total_seconds)
-    score = await _score(resources, cycle_id)
+    scoring = time.monotonic()
+    score = await _score(resources, cycle_id, earlier)
+    score_seconds = time.monotonic() - scoring
     await prune(resources.sessions, settings.retention_days)
     redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed)
-    return CycleResult(cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered, score)
+    return CycleResult(
+        cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered, score, score_seconds
+    )
 
 
-async def _score(resources: Resources, cycle_id: int) -> Scorecard | None:
-    """The agent judged against the ground truth of this cycle's events, logged a line per scenario; None if the
-    database failed meanwhile (the cycle itself is recorded)."""
-    threshold = resources.settings.detection_threshold
+async def _score(resources: Resources, cycle_id: int, earlier: Sequence[int]) -> Scorecard | None:
+    """The agent judged against the ground truth of this cycle's events, kept and logged a line per scenario; the
+    earlier cycles whose leftovers this one delivered again are scored anew. None if the database failed meanwhile
+    (the cycle itself is recorded, and the next cycle scores it again if its events were not all delivered)."""
+    settings = resources.settings
+    threshold = settings.detection_threshold
+    cards: dict[int, Scorecard] = {}
     try:
-        async with resources.sessions() as session:
-            counts = await repository.score_counts(session, [cycle_id], flagging(threshold))
+        async with resources.sessions() as session, session.begin():
+            for scored in (*earlier, cycle_id):
+                counts = await repository.score_counts(session, [scored], flagging(threshold))
+                cards[scored] = scorecard(threshold, *counts)
+                await ledger.save_score(session, scored, threshold, settings.agent_name, to_stored(cards[scored]))
     except Exception as exc:
         if not database_error(exc):
             raise
         log.warning("Cycle %d: scoring failed (%s)", cycle_id, driver_error(exc))
         return None
-    card = scorecard(threshold, *counts)
-    for line in card.lines():
+    for line in cards[cycle_id].lines():
         log.info("Scorecard: %s", line)
-    return card
+    return cards[cycle_id]
 
 
 async def _count(resources: Resources, cycle_id: int, tally: Tally) -> tuple[ledger.KindStat, ...]:

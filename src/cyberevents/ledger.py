@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .db import database_unavailable, driver_error
-from .models import Cycle, CycleOutcome, CycleStat, CycleTrigger, Event, EventKind, EventStatus
+from .models import Cycle, CycleOutcome, CycleScore, CycleStat, CycleTrigger, Event, EventKind, EventStatus, Severity
 
 log = logging.getLogger(__name__)
 
@@ -260,3 +261,32 @@ async def prune_cycles(session: AsyncSession, cutoff: datetime, batch: int) -> i
         {"cutoff": cutoff, "batch": batch},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def save_score(
+    session: AsyncSession, cycle_id: int, threshold: Severity, agent_label: str, counts: dict[str, Any]
+) -> None:
+    """Keep a cycle's scorecard counts, replacing those of an earlier scoring of the same cycle."""
+    statement = pg_insert(CycleScore).values(
+        cycle_id=cycle_id, threshold=threshold, agent_label=agent_label, counts=counts
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[CycleScore.cycle_id],
+            set_={"threshold": threshold, "agent_label": agent_label, "counts": counts, "scored_at": func.now()},
+        )
+    )
+
+
+async def scores(session: AsyncSession, cycle_ids: Sequence[int]) -> list[CycleScore]:
+    """The kept scorecards of these cycles, oldest first; a cycle never scored has none."""
+    found = await session.scalars(
+        select(CycleScore).where(CycleScore.cycle_id.in_(cycle_ids)).order_by(CycleScore.cycle_id)
+    )
+    return list(found.all())
+
+
+async def last_scored_cycles(session: AsyncSession, count: int) -> list[int]:
+    """The ids of the last `count` scored cycles, oldest first."""
+    found = await session.scalars(select(CycleScore.cycle_id).order_by(CycleScore.cycle_id.desc()).limit(count))
+    return sorted(found.all())

@@ -129,6 +129,19 @@ class CycleStat(Base):
     dispatch_seconds: Mapped[float | None]
 
 
+class CycleScore(Base):
+    """The counts behind a cycle's scorecard (scoring.to_stored), kept after retention prunes the events, and
+    brought up to date when a later cycle or another replica delivers some of them."""
+
+    __tablename__ = "cycle_scores"
+
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), primary_key=True)
+    threshold: Mapped[Severity] = mapped_column(_text_enum(Severity, "score_threshold"))
+    agent_label: Mapped[str] = mapped_column(Text)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Event(Base):
     """What every event shares, and its delivery state: the dispatcher's queue."""
 

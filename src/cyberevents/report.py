@@ -1,7 +1,9 @@
-"""`check-db`: what the database holds, gathered in one read-only pass and rendered for a human."""
+"""`check-db` and `score`: what the database holds, gathered in one read-only pass and rendered for a human."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import ledger, migrations, queue, repository
 from .db import session_factory
 from .models import EventKind, EventStatus, Severity
-from .scoring import Scorecard, flagging, scorecard
+from .scoring import Scorecard, combine, compare_lines, from_stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +27,14 @@ class DatabaseReport:
     max_attempts: int = 0
     undeliverable: int = 0
     scored_cycle: int | None = None
-    score: Scorecard | None = None  # of the latest cycle that generated events
+    score: Scorecard | None = None  # the latest kept scorecard
 
     @property
     def at_head(self) -> bool:
         return self.revision == self.head
 
 
-async def gather(engine: AsyncEngine, location: str, max_attempts: int, threshold: Severity) -> DatabaseReport:
+async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> DatabaseReport:
     """Read everything check-db shows; tables are only queried once the schema is at head."""
     revision, head = await migrations.current_revision(engine), migrations.head_revision()
     async with session_factory(engine)() as session:
@@ -40,10 +42,10 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int, threshol
         if revision != head:
             return DatabaseReport(location, version, revision, head, {}, {}, [])
         cycles = await ledger.recent_cycles(session, limit=10)
-        scored = next((cycle.id for cycle in cycles if cycle.seed is not None), None)
-        score = None
-        if scored is not None:
-            score = scorecard(threshold, *await repository.score_counts(session, [scored], flagging(threshold)))
+        latest = await ledger.scores(session, await ledger.last_scored_cycles(session, 1))
+        scored, score = (
+            (latest[0].cycle_id, from_stored(latest[0].threshold, latest[0].counts)) if latest else (None, None)
+        )
         return DatabaseReport(
             location,
             version,
@@ -110,3 +112,29 @@ def render(report: DatabaseReport) -> str:
         lines.append(f"scorecard of cycle #{report.scored_cycle}:")
         lines.extend(f"  {line}" for line in report.score.lines())
     return "\n".join(lines)
+
+
+async def kept_scorecards(
+    engine: AsyncEngine, cycles: Sequence[int] | None, last: int
+) -> dict[int, tuple[str, Scorecard]]:
+    """Cycle id → (the agent it judged, its kept scorecard): of `cycles`, or of the last `last` scored cycles."""
+    async with session_factory(engine)() as session:
+        ids = list(cycles) if cycles is not None else await ledger.last_scored_cycles(session, last)
+        kept = await ledger.scores(session, ids)
+    return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in kept}
+
+
+def render_scorecards(kept: dict[int, tuple[str, Scorecard]], compare: Sequence[int] | None, as_json: bool) -> str:
+    """One scorecard over every kept cycle (summed over their events), or two cycles side by side."""
+    if compare:
+        first, second = (kept[cycle][1] for cycle in compare)
+        if as_json:
+            return json.dumps({"compare": [{"cycle": cycle, **kept[cycle][1].as_json()} for cycle in compare]})
+        return "\n".join(compare_lines(first, second, f"#{compare[0]}", f"#{compare[1]}"))
+    ids, agents = sorted(kept), sorted({agent for agent, _ in kept.values()})
+    card = combine(card for _, card in kept.values())
+    assert card is not None, "rendered only when some cycle was scored"
+    if as_json:
+        return json.dumps({"cycles": ids, "agents": agents, **card.as_json()})
+    span = f"cycle #{ids[0]}" if len(ids) == 1 else f"{len(ids)} cycles, #{ids[0]} to #{ids[-1]}"
+    return "\n".join([f"{span}, agent {', '.join(agents)}:", *(f"  {line}" for line in card.lines())])

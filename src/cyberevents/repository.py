@@ -168,3 +168,12 @@ async def score_counts(
     campaigns = [CampaignCounts(*row) for row in await session.execute(_CAMPAIGN_COUNTS, params)]
     scores = {(attack, score): count for attack, score, count in await session.execute(_SCORE_COUNTS, params)}
     return scenarios, campaigns, scores
+
+
+async def cycles_with_undelivered_events(session: AsyncSession) -> list[int]:
+    """Cycles some of whose events are still pending or failed: their scorecards change as later cycles deliver
+    them."""
+    found = await session.scalars(
+        select(Event.cycle_id).where(Event.status.in_([EventStatus.PENDING, EventStatus.FAILED])).distinct()
+    )
+    return sorted(found.all())

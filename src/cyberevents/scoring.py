@@ -7,6 +7,7 @@ or misses. Pure: the counts come from the database (repository.score_counts), th
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,7 +70,12 @@ class Scorecard:
     threshold: Severity
     scenarios: tuple[ScenarioCounts, ...]
     campaigns: tuple[CampaignCounts, ...]
-    roc_auc: float | None  # threshold-free: how well the score alone orders attacks above benign events
+    scores: Mapping[tuple[bool, int], int]  # answered events per (is an attack, score)
+
+    @property
+    def roc_auc(self) -> float | None:
+        """Threshold-free: how well the score alone orders attacks above benign events."""
+        return roc_auc(self.scores)
 
     def _sum(self, attack: bool, field: str) -> int:
         return sum(getattr(row, field) for row in self.scenarios if row.attack is attack)
@@ -167,4 +173,87 @@ def scorecard(
 ) -> Scorecard:
     ordered = sorted(scenarios, key=lambda row: (not row.attack, row.scenario, list(EventKind).index(row.kind)))
     by_campaign = sorted(campaigns, key=lambda row: (row.scenario, row.first_event_at, row.campaign))
-    return Scorecard(threshold, tuple(ordered), tuple(by_campaign), roc_auc(scores))
+    return Scorecard(threshold, tuple(ordered), tuple(by_campaign), dict(scores))
+
+
+def combine(cards: Iterable[Scorecard]) -> Scorecard | None:
+    """Several cycles' scorecards as one, summed over their events (not an average of their ratios); None for
+    none. They must share a threshold: flags at another one are other counts."""
+    cards = list(cards)
+    if not cards:
+        return None
+    thresholds = {card.threshold for card in cards}
+    if len(thresholds) > 1:
+        raise ValueError(
+            f"scorecards at different DETECTION_THRESHOLDs ({', '.join(sorted(thresholds))}) do not add up"
+        )
+    rows: dict[tuple[str, EventKind], list[int]] = {}
+    scores: Counter[tuple[bool, int]] = Counter()
+    for card in cards:
+        for row in card.scenarios:
+            totals = rows.setdefault((row.scenario, row.kind), [0, 0, 0, 0])
+            for index, value in enumerate((row.answered, row.flagged, row.failed, row.pending)):
+                totals[index] += value
+        scores.update(card.scores)
+    scenarios = [ScenarioCounts(scenario, kind, *totals) for (scenario, kind), totals in rows.items()]
+    return scorecard(cards[0].threshold, scenarios, [c for card in cards for c in card.campaigns], scores)
+
+
+def to_stored(card: Scorecard) -> dict[str, Any]:
+    """The counts behind a scorecard, as the ledger keeps them (cycle_scores.counts)."""
+    return {
+        "scenarios": [
+            [row.scenario, row.kind.value, row.answered, row.flagged, row.failed, row.pending] for row in card.scenarios
+        ],
+        "campaigns": [
+            [row.scenario, row.campaign, row.first_event_at.isoformat(), _iso(row.first_flagged_at)]
+            for row in card.campaigns
+        ],
+        "scores": [[attack, score, count] for (attack, score), count in sorted(card.scores.items())],
+    }
+
+
+def from_stored(threshold: Severity, counts: Mapping[str, Any]) -> Scorecard:
+    return scorecard(
+        threshold,
+        [ScenarioCounts(scenario, EventKind(kind), *numbers) for scenario, kind, *numbers in counts["scenarios"]],
+        [
+            CampaignCounts(scenario, campaign, datetime.fromisoformat(first), _moment(flagged))
+            for scenario, campaign, first, flagged in counts["campaigns"]
+        ],
+        {(attack, score): count for attack, score, count in counts["scores"]},
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def compare_lines(first: Scorecard, second: Scorecard, first_name: str, second_name: str) -> list[str]:
+    """Two scorecards side by side, a row per scenario and kind and per figure, with the change from the first."""
+    rows: dict[tuple[str, str], list[ScenarioCounts | None]] = {}
+    for index, card in enumerate((first, second)):
+        for row in card.scenarios:
+            rows.setdefault((row.scenario, row.kind.value), [None, None])[index] = row
+    lines = [f"{'':<34}{first_name:>20}{second_name:>20}{'change':>12}"]
+    for (scenario, kind), (one, two) in rows.items():
+        cells = [f"{row.flagged}/{row.answered} {_percent(row.flag_rate)}" if row else "–" for row in (one, two)]
+        change = _change(one.flag_rate if one else None, two.flag_rate if two else None)
+        lines.append(f"{f'{scenario} ({kind})':<34}{cells[0]:>20}{cells[1]:>20}{change:>12}")
+    for figure in ("recall", "false_positive_rate", "precision", "roc_auc"):
+        one, two = getattr(first, figure), getattr(second, figure)
+        shown = [_percent(value) if figure != "roc_auc" else _decimal(value) for value in (one, two)]
+        lines.append(f"{figure.replace('_', ' '):<34}{shown[0]:>20}{shown[1]:>20}{_change(one, two):>12}")
+    return lines
+
+
+def _change(before: float | None, after: float | None) -> str:
+    return "–" if before is None or after is None else f"{(after - before) * 100:+.1f} pts"
+
+
+def _decimal(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"

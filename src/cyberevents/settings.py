@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     detection_threshold: Severity = Field(
         default=Severity.HIGH, description="A verdict at or above this severity flags its event, in the scorecard"
     )
+    agent_label: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f]+$",  # one line of text: it is printed and logged
+        description="Names the agent in scorecards; unset: its URL's host",
+    )
     retention_days: float = Field(
         default=30.0,
         ge=0,
@@ -171,6 +178,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("not an IANA time zone; e.g. UTC, Europe/Paris, America/New_York") from None
         return value
+
+    @property
+    def agent_name(self) -> str:
+        """Who the scorecards judge: AGENT_LABEL, or the agent URL's host."""
+        if self.agent_label is not None:
+            return self.agent_label
+        return self.agent_url.host or str(self.agent_url) if self.agent_url else "bundled reference agent"
 
     @field_validator("log_level", "log_format", "detection_threshold", mode="before")
     @classmethod

@@ -50,6 +50,7 @@ def test_run_once_json_is_the_only_stdout_and_exit_0(database_url: URL) -> None:
         "dispatch_seconds",
         "total_seconds",
         "score",
+        "score_seconds",
     }
     assert report["redelivered"] == {"total": 0, "analysed": 0, "failed": 0}
     score = report["score"]
@@ -137,3 +138,24 @@ def test_run_once_on_embedded_defaults_analyses_434_events(tmp_path: Path) -> No
     report = json.loads(result.stdout)
     assert sum(counts["analysed"] for counts in report["kinds"].values()) == 434
     assert "using embedded PostgreSQL" in result.stderr
+
+
+def test_score_shows_what_run_once_scored(database_url: URL) -> None:
+    env = {"DATABASE_URL": by_host_name(database_url), "GENERATOR_SEED": "7", "AGENT_LABEL": "rules"}
+    once = cli("run-once", "--json", env=env)
+    assert once.returncode == 0, once.stderr
+    scored = json.loads(once.stdout)["score"]
+    shown = cli("score", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {"cycles": [1], "agents": ["rules"], **scored}
+    text = cli("score", "--cycle", "1", env=env).stdout.splitlines()
+    assert text[0] == "cycle #1, agent rules:"
+    assert text[-1].startswith("  agent at threshold high: recall ")
+    again = cli("run-once", "--seed", str(json.loads(once.stdout)["seed"]), env=env)  # the same events
+    assert again.returncode == 0, again.stderr
+    compared = cli("score", "--compare", "1", "2", env=env).stdout.splitlines()
+    rows = [line for line in compared[1:] if "(" in line]
+    assert len(rows) == len(scored["scenarios"]) and all(line.endswith("+0.0 pts") for line in rows)
+    missing = cli("score", "--compare", "1", "99", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "cyberevents: no scorecard for cycle #99"

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cyberevents import repository
-from cyberevents.cycle import CycleRequest, run_cycle
+from cyberevents import report, repository
+from cyberevents.cycle import CycleRequest, CycleResult, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import BENIGN, Counts
 from cyberevents.models import Severity
@@ -21,7 +21,7 @@ from cyberevents.resources import open_service
 from cyberevents.scoring import flagging, scorecard
 from cyberevents.service import Daemon
 from cyberevents.tally import Tally
-from tests.agents import bundled_rules, recording_agent
+from tests.agents import Responder, bundled_rules, recording_agent
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, get, running
 from tests.support import wait_until
@@ -125,3 +125,59 @@ async def test_the_daemon_shows_the_last_scorecard_in_status_and_metrics(make_se
         labels = (("kind", row.kind.value), ("scenario", row.scenario))
         assert samples["cyberevents_score_flag_rate", labels] == row.flag_rate
     assert {row.scenario for row in card.scenarios} >= {"brute_force", "port_scan", "unpatched_critical", "benign"}
+
+
+def blind(request: dict[str, Any]) -> web.Response:
+    """An agent that sees nothing: every event low."""
+    return web.json_response({"severity": "low", "score": 5, "summary": "nothing to see"})
+
+
+async def scored_cycle(make_settings: MakeSettings, respond: Responder, **settings: Any) -> CycleResult:
+    async with (
+        recording_agent(respond=respond) as agent,
+        open_service(make_settings(agent_url=agent.url, generator_seed=7, **settings)) as resources,
+    ):
+        result = await run_cycle(resources, CycleRequest(Counts(63, 319, 52), seed=7))  # the same events each time
+    assert result is not None and result.score is not None
+    return result
+
+
+async def test_a_later_cycle_brings_an_earlier_scorecard_up_to_date(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    first = await scored_cycle(make_settings, rules_but_every_seventh_fails, agent_max_retries=0)
+    kept = await report.kept_scorecards(engine, [first.cycle_id], 1)
+    assert kept[first.cycle_id][1] == first.score and sum(row.failed for row in first.score.scenarios) > 0
+
+    await scored_cycle(make_settings, bundled_rules, agent_label="rules v2")  # redelivers the failed events
+    kept = await report.kept_scorecards(engine, None, 2)
+    agent, now = kept[first.cycle_id]
+    assert sum(row.failed for row in now.scenarios) == 0
+    assert sum(row.answered for row in now.scenarios) == 434
+    assert agent == "rules v2"  # the agent that answered last
+    async with session_factory(engine)() as session:
+        live = scorecard(
+            Severity.HIGH, *await repository.score_counts(session, [first.cycle_id], flagging(Severity.HIGH))
+        )
+    assert now == live
+
+
+async def test_two_agents_compare_per_scenario(make_settings: MakeSettings, engine: AsyncEngine) -> None:
+    rules = await scored_cycle(make_settings, bundled_rules)
+    seeing_nothing = await scored_cycle(make_settings, blind)
+    kept = await report.kept_scorecards(engine, [rules.cycle_id, seeing_nothing.cycle_id], 1)
+    lines = report.render_scorecards(kept, [rules.cycle_id, seeing_nothing.cycle_id], as_json=False).splitlines()
+    assert lines[0].split() == [f"#{rules.cycle_id}", f"#{seeing_nothing.cycle_id}", "change"]
+    [brute_force] = [line for line in lines if line.startswith("brute_force (login)")]
+    assert brute_force.split()[-2].startswith("-")  # recall fell, on the same events
+    assert rules.score is not None
+    [by_rules] = [row for row in rules.score.scenarios if row.scenario == "brute_force"]
+    flagged_by_rules, answered = by_rules.flagged, by_rules.answered
+    expected = [f"{flagged_by_rules}/{answered}", f"{flagged_by_rules / answered:.1%}", f"0/{answered}", "0.0%"]
+    assert brute_force.split()[2:6] == expected
+    [recall] = [line for line in lines if line.startswith("recall")]
+    assert rules.score is not None and rules.score.recall is not None
+    assert recall.split()[-2:] == [f"{-rules.score.recall * 100:+.1f}", "pts"]
+    combined = json.loads(report.render_scorecards(kept, None, as_json=True))
+    assert combined["cycles"] == [rules.cycle_id, seeing_nothing.cycle_id]
+    assert sum(row["answered"] for row in combined["scenarios"]) == 868  # summed over events, both cycles
