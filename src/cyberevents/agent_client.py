@@ -19,13 +19,15 @@ import aiohttp
 import stamina
 from pydantic import SecretStr
 
-from .protocol import IDEMPOTENCY_HEADER, Delivery, InvalidVerdict, Verdict, parse_verdict
+from .protocol import IDEMPOTENCY_HEADER, VERSION_HEADER, Delivery, InvalidVerdict, Verdict, parse_verdict
 from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1 << 20
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+# The longest agent version kept: a label, not a document.
+MAX_VERSION = 64
 MAX_RETRY_AFTER = 60.0
 MAX_BACKOFF = 30.0
 
@@ -106,6 +108,7 @@ class AgentClient:
         if not verify_tls and url.startswith("https:"):
             log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
+        self.version: str | None = None  # what the agent last said it is (VERSION_HEADER), cleaned
 
     async def __aenter__(self) -> Self:
         # ThreadedResolver only calls loop.getaddrinfo, which ThreadFreeEventLoop answers without threads;
@@ -173,7 +176,10 @@ class AgentClient:
                 body = await _read_capped(response)
                 if response.status != 200:
                     raise _refusal(response, body, self._redact)
-                return parse_verdict(body)
+                verdict = parse_verdict(body)
+                if VERSION_HEADER in response.headers:
+                    self.version = _one_line(self._redact(response.headers[VERSION_HEADER]))[:MAX_VERSION] or None
+                return verdict
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None
         except TimeoutError:
@@ -185,6 +191,11 @@ class AgentClient:
         except Exception as exc:  # a response no rule above foresaw is still this event's failure, not the cycle's
             log.debug("Unreadable agent response", exc_info=True)
             raise AgentError(f"agent response unreadable: {type(exc).__name__}: {exc}", transient=False) from None
+
+
+def _one_line(text: str) -> str:
+    """Printable text only: a header is the agent's to fill, and this one is printed and logged."""
+    return "".join(char for char in text if char.isprintable()).strip()
 
 
 def _refusal(response: aiohttp.ClientResponse, body: bytes, redact: Redactor) -> AgentError:

@@ -107,10 +107,13 @@ def _timeout(settings: Settings) -> timedelta | None:
 
 
 async def _score(args: argparse.Namespace, settings: Settings) -> int:
+    between = (args.since, args.until) if args.since or args.until else None
+    if between and (args.cycle or args.compare):
+        raise ConfigError("--since and --until choose cycles by time: not with --cycle or --compare")
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
         wanted = args.compare or ([args.cycle] if args.cycle else None)
-        kept = await report.kept_scorecards(engine, wanted, args.last)
+        kept = await report.kept_scorecards(engine, wanted, args.last, between)
     missing = [cycle for cycle in wanted or () if cycle not in kept]
     if missing or not kept:
         which = ", ".join(f"#{cycle}" for cycle in missing)
@@ -288,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--compare", type=_within(int, 1, 2**63 - 1), nargs=2, metavar=("A", "B"), help="two cycles side by side"
     )
+    score.add_argument("--since", type=_timestamp, help="the scored cycles started at or after this ISO time")
+    score.add_argument("--until", type=_timestamp, help="... and before this ISO time")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(handler=_score)
 

@@ -199,15 +199,16 @@ async def _score(resources: Resources, cycle_id: int, earlier: Sequence[int]) ->
     """The agent judged against the ground truth of this cycle's events, kept and logged a line per scenario; the
     earlier cycles whose leftovers this one delivered again are scored anew. None if the database failed meanwhile
     (the cycle itself is recorded, and the next cycle scores it again if its events were not all delivered)."""
-    settings = resources.settings
+    settings, version = resources.settings, resources.agent.version
     threshold = settings.detection_threshold
+    agent = f"{settings.agent_name} ({version})" if version else settings.agent_name
     cards: dict[int, Scorecard] = {}
     try:
         async with resources.sessions() as session, session.begin():
             for scored in (*earlier, cycle_id):
                 counts = await repository.score_counts(session, [scored], flagging(threshold))
                 cards[scored] = scorecard(threshold, *counts)
-                await ledger.save_score(session, scored, threshold, settings.agent_name, to_stored(cards[scored]))
+                await ledger.save_score(session, scored, threshold, agent, to_stored(cards[scored]))
     except Exception as exc:
         if not database_error(exc):
             raise

@@ -290,3 +290,13 @@ async def last_scored_cycles(session: AsyncSession, count: int) -> list[int]:
     """The ids of the last `count` scored cycles, oldest first."""
     found = await session.scalars(select(CycleScore.cycle_id).order_by(CycleScore.cycle_id.desc()).limit(count))
     return sorted(found.all())
+
+
+async def scored_cycles_between(session: AsyncSession, since: datetime | None, until: datetime | None) -> list[int]:
+    """The ids of the scored cycles that started in [since, until), oldest first; either end may be open."""
+    query = select(CycleScore.cycle_id).join(Cycle, Cycle.id == CycleScore.cycle_id)
+    if since is not None:
+        query = query.where(Cycle.started_at >= since)
+    if until is not None:
+        query = query.where(Cycle.started_at < until)
+    return list((await session.scalars(query.order_by(CycleScore.cycle_id))).all())

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from .models import EventKind, Severity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Optional in a 200 answer: the agent's version, recorded with the scorecards it earns.
+VERSION_HEADER = "X-Agent-Version"
 
 
 @dataclass(frozen=True, slots=True)

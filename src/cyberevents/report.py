@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,11 +115,20 @@ def render(report: DatabaseReport) -> str:
 
 
 async def kept_scorecards(
-    engine: AsyncEngine, cycles: Sequence[int] | None, last: int
+    engine: AsyncEngine,
+    cycles: Sequence[int] | None,
+    last: int,
+    between: tuple[datetime | None, datetime | None] | None = None,
 ) -> dict[int, tuple[str, Scorecard]]:
-    """Cycle id → (the agent it judged, its kept scorecard): of `cycles`, or of the last `last` scored cycles."""
+    """Cycle id → (the agent it judged, its kept scorecard): of `cycles`, of the scored cycles started `between`
+    two moments, or of the last `last` scored cycles."""
     async with session_factory(engine)() as session:
-        ids = list(cycles) if cycles is not None else await ledger.last_scored_cycles(session, last)
+        if cycles is not None:
+            ids = list(cycles)
+        elif between is not None:
+            ids = await ledger.scored_cycles_between(session, *between)
+        else:
+            ids = await ledger.last_scored_cycles(session, last)
         kept = await ledger.scores(session, ids)
     return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in kept}
 

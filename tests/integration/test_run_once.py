@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from cyberevents import __version__
 from tests.conftest import AgentProcess
 from tests.support import by_host_name, cli, threads_of
 
@@ -147,15 +148,24 @@ def test_score_shows_what_run_once_scored(database_url: URL) -> None:
     scored = json.loads(once.stdout)["score"]
     shown = cli("score", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout) == {"cycles": [1], "agents": ["rules"], **scored}
+    agent = f"rules (cyberevents-reference {__version__})"  # AGENT_LABEL, and the version the agent reported
+    assert json.loads(shown.stdout) == {"cycles": [1], "agents": [agent], **scored}
     text = cli("score", "--cycle", "1", env=env).stdout.splitlines()
-    assert text[0] == "cycle #1, agent rules:"
+    assert text[0] == f"cycle #1, agent {agent}:"
     assert text[-1].startswith("  agent at threshold high: recall ")
     again = cli("run-once", "--seed", str(json.loads(once.stdout)["seed"]), env=env)  # the same events
     assert again.returncode == 0, again.stderr
     compared = cli("score", "--compare", "1", "2", env=env).stdout.splitlines()
     rows = [line for line in compared[1:] if "(" in line]
     assert len(rows) == len(scored["scenarios"]) and all(line.endswith("+0.0 pts") for line in rows)
+    since = cli("score", "--since", "2000-01-01T00:00:00", "--json", env=env)
+    assert json.loads(since.stdout)["cycles"] == [1, 2]
+    mixed = cli("score", "--cycle", "1", "--until", "2100-01-01T00:00:00", env=env)
+    assert mixed.returncode == 2
+    assert (
+        mixed.stderr.strip()
+        == "cyberevents: error: --since and --until choose cycles by time: not with --cycle or --compare"
+    )
     missing = cli("score", "--compare", "1", "99", env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "cyberevents: no scorecard for cycle #99"

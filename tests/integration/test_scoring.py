@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents import report, repository
+from cyberevents.agent_client import MAX_VERSION
 from cyberevents.cycle import CycleRequest, CycleResult, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import BENIGN, Counts
@@ -21,7 +22,7 @@ from cyberevents.resources import open_service
 from cyberevents.scoring import flagging, scorecard
 from cyberevents.service import Daemon
 from cyberevents.tally import Tally
-from tests.agents import Responder, bundled_rules, recording_agent
+from tests.agents import Responder, bundled_rules, raw_agent, recording_agent
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, get, running
 from tests.support import wait_until
@@ -181,3 +182,39 @@ async def test_two_agents_compare_per_scenario(make_settings: MakeSettings, engi
     combined = json.loads(report.render_scorecards(kept, None, as_json=True))
     assert combined["cycles"] == [rules.cycle_id, seeing_nothing.cycle_id]
     assert sum(row["answered"] for row in combined["scenarios"]) == 868  # summed over events, both cycles
+
+
+async def test_the_version_an_agent_reports_is_kept_clean_with_its_scorecard(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    """The header is the agent's to fill (raw bytes here, which no HTTP server library would send): control
+    characters dropped, an echoed token redacted, the length capped."""
+    token = "tok-Version-7Hq"
+    body = b'{"severity": "high", "score": 80, "summary": "odd"}'
+
+    def answer(authorization: str) -> bytes:
+        version = f"v2.1\x1b[31m\x07 {authorization} ".encode() + b"x" * 500
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Agent-Version: " + version
+            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )  # fmt: skip
+
+    async with raw_agent() as agent:
+        agent.answer = answer
+        settings = make_settings(agent_url=agent.url, agent_token=token, agent_label="triage", dispatch_workers=2)
+        async with open_service(settings) as resources:
+            result = await run_cycle(resources, CycleRequest(Counts(3, 3, 3)))
+    assert result is not None and result.analysed == 9
+    [(label, _)] = (await report.kept_scorecards(engine, [result.cycle_id], 1)).values()
+    assert label.startswith("triage (v2.1[31m Bearer ***") and token not in label
+    assert len(label) == len("triage ()") + MAX_VERSION
+
+
+async def test_scorecards_are_chosen_by_the_time_their_cycles_started(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    first = await scored_cycle(make_settings, bundled_rules)
+    second = await scored_cycle(make_settings, blind)
+    assert set(await report.kept_scorecards(engine, None, 1, (None, None))) == {first.cycle_id, second.cycle_id}
+    assert set(await report.kept_scorecards(engine, None, 1, (second.started_at, None))) == {second.cycle_id}
+    assert set(await report.kept_scorecards(engine, None, 1, (None, second.started_at))) == {first.cycle_id}

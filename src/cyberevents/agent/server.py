@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import ValidationError
 
+from .. import __version__
 from ..httpserver import serve as serve_app
-from ..protocol import IDEMPOTENCY_HEADER, AgentRequest
+from ..protocol import IDEMPOTENCY_HEADER, VERSION_HEADER, AgentRequest
 from .rules import score
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def create_app(knobs: AgentKnobs) -> web.Application:
             severity, points, summary = score(event.event_type, event.event)
             stats.analysed += 1
             return web.json_response(
-                {"severity": severity.value, "score": points, "summary": summary, "agent": "cyberevents-reference"}
+                {"severity": severity.value, "score": points, "summary": summary, "agent": "cyberevents-reference"},
+                headers={VERSION_HEADER: f"cyberevents-reference {__version__}"},
             )
         finally:
             stats.in_flight -= 1
