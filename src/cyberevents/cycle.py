@@ -17,7 +17,7 @@ from .db import database_error, driver_error
 from .generator import Counts, cycle_seed, generate
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
-from .retention import prune
+from .retention import prune, retention_cutoff
 from .scoring import Scorecard, flagging, scorecard, to_stored
 from .tally import Tally
 
@@ -117,7 +117,7 @@ class CycleBusy(Exception):
 async def run_cycle(resources: Resources, request: CycleRequest) -> CycleResult | None:
     """Run one whole cycle and record it in the ledger; None if its slot was already taken by another run.
 
-    Raises CycleBusy when another process is running a cycle: replicas then help it instead (Dispatcher.help).
+    Raises CycleBusy when another process is running a cycle: replicas then help it instead (help_running_cycles).
     """
     async with ledger.cycle_lock(resources.engine) as free:
         if not free:
@@ -140,7 +140,7 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         base = settings.generator_seed if settings.generator_seed is not None else secrets.randbits(62)
         seed = request.seed if request.seed is not None else cycle_seed(base, cycle_id)
         opened = await ledger.insert_cycle(session, cycle_id, started_at, seed, request.trigger, request.slot_at)
-        earlier = await repository.cycles_with_undelivered_events(session)  # their scorecards may change now
+        earlier = await repository.cycles_with_undelivered_events(session, retention_cutoff(settings.retention_days))
     if not opened:
         log.info("Slot %s already has a cycle (another replica ran it); skipping", request.slot_at)
         return None

@@ -170,10 +170,11 @@ async def score_counts(
     return scenarios, campaigns, scores
 
 
-async def cycles_with_undelivered_events(session: AsyncSession) -> list[int]:
-    """Cycles some of whose events are still pending or failed: their scorecards change as later cycles deliver
-    them."""
-    found = await session.scalars(
-        select(Event.cycle_id).where(Event.status.in_([EventStatus.PENDING, EventStatus.FAILED])).distinct()
-    )
-    return sorted(found.all())
+async def cycles_with_undelivered_events(session: AsyncSession, created_since: datetime | None) -> list[int]:
+    """Cycles some of whose events, created since `created_since`, are still pending or failed: their scorecards
+    change as later cycles deliver them. Older cycles are left out: retention may have pruned their analysed
+    events, and scoring them again would forget those."""
+    query = select(Event.cycle_id).where(Event.status.in_([EventStatus.PENDING, EventStatus.FAILED]))
+    if created_since is not None:
+        query = query.where(Event.created_at >= created_since)
+    return sorted((await session.scalars(query.distinct())).all())

@@ -24,9 +24,9 @@ async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: 
 
     Returns (events, ledger rows) deleted. Best effort: a database error is logged, not raised.
     """
-    if days <= 0:
+    cutoff = retention_cutoff(days)
+    if cutoff is None:
         return 0, 0
-    cutoff = datetime.now(UTC) - timedelta(days=days)
     deleted = [0, 0]
     try:
         for index, delete in enumerate((repository.prune_analysed_events, ledger.prune_cycles)):
@@ -43,3 +43,8 @@ async def prune(sessions: async_sessionmaker[AsyncSession], days: float, batch: 
     if any(deleted):
         log.info("Retention: pruned %d analysed events and %d ledger rows older than %g days", *deleted, days)
     return deleted[0], deleted[1]
+
+
+def retention_cutoff(days: float) -> datetime | None:
+    """What was created before this moment may be pruned; None when RETENTION_DAYS=0 keeps everything."""
+    return datetime.now(UTC) - timedelta(days=days) if days > 0 else None

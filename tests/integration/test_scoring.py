@@ -218,3 +218,18 @@ async def test_scorecards_are_chosen_by_the_time_their_cycles_started(
     assert set(await report.kept_scorecards(engine, None, 1, (None, None))) == {first.cycle_id, second.cycle_id}
     assert set(await report.kept_scorecards(engine, None, 1, (second.started_at, None))) == {second.cycle_id}
     assert set(await report.kept_scorecards(engine, None, 1, (None, second.started_at))) == {first.cycle_id}
+
+
+async def test_a_scorecard_older_than_retention_is_kept_as_it_was(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    """Retention prunes an old cycle's analysed events: scoring it again would forget them, so it is not."""
+    first = await scored_cycle(make_settings, rules_but_every_seventh_fails, agent_max_retries=0)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE events SET created_at = now() - interval '40 days'"))
+    await scored_cycle(make_settings, bundled_rules, retention_days=30)  # prunes, and redelivers the failed ones
+    async with session_factory(engine)() as session:
+        left = await session.scalar(text("SELECT count(*) FROM events WHERE cycle_id = :id"), {"id": first.cycle_id})
+    assert left is not None and left < 434  # the analysed ones were pruned
+    kept = await report.kept_scorecards(engine, [first.cycle_id], 1)
+    assert kept[first.cycle_id][1] == first.score
