@@ -216,7 +216,11 @@ def _add_counts(parser: argparse.ArgumentParser) -> None:
 
 
 def _timestamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+    """An argparse type: an ISO time, UTC unless it says otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time such as 2026-11-30T12:00:00+00:00: {text!r}") from None
     if not 1900 <= moment.year <= 9000:  # a window near the calendar's ends would overflow it
         raise argparse.ArgumentTypeError(f"must be between the years 1900 and 9000, got {text}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -115,6 +115,9 @@ def test_generate_reproduces_a_cycle_from_its_seed() -> None:
         (("generate", "--seed", "1", "--window-end", "0001-01-01T00:10"), "must be between the years 1900 and 9000"),
         (("generate", "--seed", "1", "--window-minutes", "1e9"), "argument --window-minutes: invalid number value"),
         (("requeue", "--id", "99999999999999999999"), "argument --id: must be between 1 and 9,223,372,036,854,775,807"),
+        (("score", "--since", "yesterday"), "argument --since: not an ISO time such as 2026-11-30T12:00:00+00:00"),
+        (("score", "--last", "0"), "argument --last: must be between 1 and 100,000, got 0"),
+        (("run-once", "--seed", "-1"), "argument --seed: must be between 0 and 9,223,372,036,854,775,807, got -1"),
     ],
 )
 def test_flags_have_caps_and_say_so_in_one_line(args: tuple[str, ...], complaint: str) -> None:
