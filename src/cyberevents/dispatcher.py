@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Literal, TypeVar
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,7 +35,6 @@ from .tally import Tally
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Scope = Literal["own", "backlog", "shared"]
 
 
