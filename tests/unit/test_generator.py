@@ -9,7 +9,6 @@ from cyberevents.generator import (
     BENIGN,
     BRUTE_FORCE,
     CREDENTIAL_STUFFING,
-    DIRECTORY,
     EXFILTRATION,
     PORT_SCAN,
     SCENARIOS,
@@ -23,6 +22,7 @@ from cyberevents.generator import (
     generate,
 )
 from cyberevents.models import EventKind
+from cyberevents.world import DIRECTORY
 
 END = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DEFAULT = Counts(63, 319, 52)
