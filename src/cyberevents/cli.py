@@ -180,11 +180,16 @@ def _counts(args: argparse.Namespace, settings: Settings) -> Counts:
 
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    for event in generate(args.seed, _counts(args, settings), args.window_end, timedelta(minutes=args.window_minutes)):
+    window = timedelta(minutes=args.window_minutes)
+    for event in generate(args.seed, _counts(args, settings), args.window_end, window, settings.subtle_share):
         record: dict[str, Any] = {"event_type": event.kind.value, "occurred_at": event.occurred_at.isoformat()}
         record["event"] = {f.name: _plain(getattr(event.detail, f.name)) for f in fields(event.detail)}
         if args.truth:
-            record["ground_truth"] = {"scenario": event.scenario, "campaign": event.campaign}
+            record["ground_truth"] = {
+                "scenario": event.scenario,
+                "campaign": event.campaign,
+                "difficulty": event.difficulty.value,
+            }
         print(json.dumps(record))
     return 0
 

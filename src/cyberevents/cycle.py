@@ -260,7 +260,8 @@ async def _generate_and_dispatch(
     resources: Resources, cycle_id: int, seed: int, started_at: datetime, request: CycleRequest, tally: Tally
 ) -> float:
     async with resources.sessions() as session, session.begin():
-        generated = await repository.insert_events(session, cycle_id, generate(seed, request.counts, started_at))
+        events = generate(seed, request.counts, started_at, subtle_share=resources.settings.subtle_share)
+        generated = await repository.insert_events(session, cycle_id, events)
         await ledger.insert_cycle_stats(session, cycle_id, generated)
     log.info(
         "Stored %d events (%s)", sum(generated.values()), ", ".join(f"{generated[k]} {k.value}" for k in EventKind)

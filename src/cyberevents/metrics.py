@@ -52,9 +52,9 @@ class Metrics:
         )
         self.flag_rate = Gauge(
             "cyberevents_score_flag_rate",
-            "Last scored cycle: share of answered events flagged, per scenario and kind "
+            "Last scored cycle: share of answered events flagged, per scenario, kind and form "
             "(recall for an attack scenario, the false-positive rate for benign events)",
-            ["scenario", "kind"],
+            ["scenario", "kind", "difficulty"],
             registry=self.registry,
         )
         self.score = Gauge(
@@ -80,7 +80,7 @@ class Metrics:
         self.score.clear()
         for row in card.scenarios:
             if row.flag_rate is not None:
-                self.flag_rate.labels(row.scenario, row.kind.value).set(row.flag_rate)
+                self.flag_rate.labels(row.scenario, row.kind.value, row.difficulty.value).set(row.flag_rate)
         figures = {
             "recall": card.recall,
             "false_positive_rate": card.false_positive_rate,

@@ -53,6 +53,13 @@ class Severity(enum.StrEnum):
     CRITICAL = "critical"
 
 
+class Difficulty(enum.StrEnum):
+    """The form of an attack event: a marker a one-line rule sees gives it away, or no single field does."""
+
+    EVIDENT = "evident"
+    SUBTLE = "subtle"
+
+
 class CycleOutcome(enum.StrEnum):
     """The fate of a cycle, or of a schedule slot that never got one."""
 
@@ -234,6 +241,9 @@ class GroundTruth(Base):
     event_id: Mapped[int] = _event_id()
     scenario: Mapped[str] = mapped_column(String(32), index=True)
     campaign: Mapped[str | None] = mapped_column(String(64))
+    difficulty: Mapped[Difficulty] = mapped_column(
+        _text_enum(Difficulty, "difficulty"), server_default=Difficulty.EVIDENT.value
+    )
 
 
 class EventAnalysis(Base):

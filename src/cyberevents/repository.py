@@ -15,7 +15,16 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .generator import Detail, GeneratedEvent
-from .models import DETAIL_TABLES, Event, EventAnalysis, EventKind, EventStatus, GroundTruth, Severity
+from .models import (
+    DETAIL_TABLES,
+    Difficulty,
+    Event,
+    EventAnalysis,
+    EventKind,
+    EventStatus,
+    GroundTruth,
+    Severity,
+)
 from .scoring import CampaignCounts, ScenarioCounts
 
 INSERT_BATCH = 2_000
@@ -66,7 +75,12 @@ async def insert_events(
         await session.execute(
             insert(GroundTruth),
             [
-                {"event_id": event_id, "scenario": event.scenario, "campaign": event.campaign}
+                {
+                    "event_id": event_id,
+                    "scenario": event.scenario,
+                    "campaign": event.campaign,
+                    "difficulty": event.difficulty,
+                }
                 for event_id, event in zip(ids, batch, strict=True)
             ],
         )
@@ -119,7 +133,7 @@ async def take_migration_lock(connection: AsyncConnection) -> None:
 
 _SCENARIO_COUNTS = text(
     """
-    SELECT g.scenario, e.kind,
+    SELECT g.scenario, e.kind, g.difficulty,
            count(*) FILTER (WHERE e.status = 'analysed') AS answered,
            count(*) FILTER (WHERE e.status = 'analysed' AND a.severity = ANY(CAST(:flagging AS text[]))) AS flagged,
            count(*) FILTER (WHERE e.status IN ('failed', 'dead_lettered')) AS failed,
@@ -128,7 +142,7 @@ _SCENARIO_COUNTS = text(
     JOIN ground_truth g ON g.event_id = e.id
     LEFT JOIN event_analyses a ON a.event_id = e.id
     WHERE e.cycle_id = ANY(CAST(:cycle_ids AS bigint[]))
-    GROUP BY g.scenario, e.kind
+    GROUP BY g.scenario, e.kind, g.difficulty
     """
 )
 _CAMPAIGN_COUNTS = text(
@@ -162,8 +176,10 @@ async def score_counts(
     campaign's first event and first flagged one, and how many answered events got each score."""
     params = {"cycle_ids": list(cycle_ids), "flagging": [severity.value for severity in flagging]}
     scenarios = [
-        ScenarioCounts(scenario, EventKind(kind), answered, flagged, failed, pending)
-        for scenario, kind, answered, flagged, failed, pending in await session.execute(_SCENARIO_COUNTS, params)
+        ScenarioCounts(scenario, EventKind(kind), answered, flagged, failed, pending, Difficulty(difficulty))
+        for scenario, kind, difficulty, answered, flagged, failed, pending in await session.execute(
+            _SCENARIO_COUNTS, params
+        )
     ]
     campaigns = [CampaignCounts(*row) for row in await session.execute(_CAMPAIGN_COUNTS, params)]
     scores = {(attack, score): count for attack, score, count in await session.execute(_SCORE_COUNTS, params)}

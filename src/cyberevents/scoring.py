@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .generator import BENIGN
-from .models import EventKind, Severity
+from .models import Difficulty, EventKind, Severity
 
 SEVERITY_ORDER = (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)
 
@@ -34,10 +34,17 @@ class ScenarioCounts:
     flagged: int
     failed: int
     pending: int
+    difficulty: Difficulty = Difficulty.EVIDENT  # benign events are all counted as evident
 
     @property
     def attack(self) -> bool:
         return self.scenario != BENIGN
+
+    @property
+    def name(self) -> str:
+        """How the row is shown: "brute_force (login, subtle)", "benign (patch)"."""
+        form = f", {self.difficulty.value}" if self.attack else ""
+        return f"{self.scenario} ({self.kind.value}{form})"
 
     @property
     def flag_rate(self) -> float | None:
@@ -77,13 +84,21 @@ class Scorecard:
         """Threshold-free: how well the score alone orders attacks above benign events."""
         return roc_auc(self.scores)
 
-    def _sum(self, attack: bool, field: str) -> int:
-        return sum(getattr(row, field) for row in self.scenarios if row.attack is attack)
+    def _sum(self, attack: bool, field: str, difficulty: Difficulty | None = None) -> int:
+        return sum(
+            getattr(row, field)
+            for row in self.scenarios
+            if row.attack is attack and difficulty in (None, row.difficulty)
+        )
 
     @property
     def recall(self) -> float | None:
-        answered = self._sum(True, "answered")
-        return self._sum(True, "flagged") / answered if answered else None
+        return self.recall_of(None)
+
+    def recall_of(self, difficulty: Difficulty | None) -> float | None:
+        """Recall over the attack events of one form, or of both."""
+        answered = self._sum(True, "answered", difficulty)
+        return self._sum(True, "flagged", difficulty) / answered if answered else None
 
     @property
     def false_positive_rate(self) -> float | None:
@@ -100,6 +115,7 @@ class Scorecard:
         return {
             "threshold": self.threshold.value,
             "recall": self.recall,
+            "recall_by_difficulty": {difficulty.value: self.recall_of(difficulty) for difficulty in Difficulty},
             "false_positive_rate": self.false_positive_rate,
             "precision": self.precision,
             "roc_auc": self.roc_auc,
@@ -107,6 +123,7 @@ class Scorecard:
                 {
                     "scenario": row.scenario,
                     "kind": row.kind.value,
+                    "difficulty": row.difficulty.value,
                     "answered": row.answered,
                     "flagged": row.flagged,
                     "failed": row.failed,
@@ -133,13 +150,14 @@ class Scorecard:
             rate = "recall" if row.attack else "false positives"
             unscored = f", {row.failed} failed, {row.pending} pending" if row.failed or row.pending else ""
             lines.append(
-                f"{row.scenario} ({row.kind.value}): {row.flagged}/{row.answered} flagged, "
-                f"{rate} {_percent(row.flag_rate)}{unscored}"
+                f"{row.name}: {row.flagged}/{row.answered} flagged, {rate} {_percent(row.flag_rate)}{unscored}"
             )
         detected = sum(row.detected for row in self.campaigns)
         auc = "–" if self.roc_auc is None else f"{self.roc_auc:.3f}"
         lines.append(
-            f"agent at threshold {self.threshold.value}: recall {_percent(self.recall)}, false positives "
+            f"agent at threshold {self.threshold.value}: recall {_percent(self.recall)} (evident "
+            f"{_percent(self.recall_of(Difficulty.EVIDENT))}, subtle {_percent(self.recall_of(Difficulty.SUBTLE))}), "
+            "false positives "
             f"{_percent(self.false_positive_rate)}, precision {_percent(self.precision)}, ROC-AUC {auc}, "
             f"campaigns detected {detected}/{len(self.campaigns)}"
         )
@@ -171,7 +189,15 @@ def scorecard(
     campaigns: Iterable[CampaignCounts],
     scores: Mapping[tuple[bool, int], int],
 ) -> Scorecard:
-    ordered = sorted(scenarios, key=lambda row: (not row.attack, row.scenario, list(EventKind).index(row.kind)))
+    ordered = sorted(
+        scenarios,
+        key=lambda row: (
+            not row.attack,
+            row.scenario,
+            list(Difficulty).index(row.difficulty),
+            list(EventKind).index(row.kind),
+        ),
+    )
     by_campaign = sorted(campaigns, key=lambda row: (row.scenario, row.first_event_at, row.campaign))
     return Scorecard(threshold, tuple(ordered), tuple(by_campaign), dict(scores))
 
@@ -187,15 +213,18 @@ def combine(cards: Iterable[Scorecard]) -> Scorecard | None:
         raise ValueError(
             f"scorecards at different DETECTION_THRESHOLDs ({', '.join(sorted(thresholds))}) do not add up"
         )
-    rows: dict[tuple[str, EventKind], list[int]] = {}
+    rows: dict[tuple[str, EventKind, Difficulty], list[int]] = {}
     scores: Counter[tuple[bool, int]] = Counter()
     for card in cards:
         for row in card.scenarios:
-            totals = rows.setdefault((row.scenario, row.kind), [0, 0, 0, 0])
+            totals = rows.setdefault((row.scenario, row.kind, row.difficulty), [0, 0, 0, 0])
             for index, value in enumerate((row.answered, row.flagged, row.failed, row.pending)):
                 totals[index] += value
         scores.update(card.scores)
-    scenarios = [ScenarioCounts(scenario, kind, *totals) for (scenario, kind), totals in rows.items()]
+    scenarios = [
+        ScenarioCounts(scenario, kind, answered, flagged, failed, pending, form)
+        for (scenario, kind, form), (answered, flagged, failed, pending) in rows.items()
+    ]
     return scorecard(cards[0].threshold, scenarios, [c for card in cards for c in card.campaigns], scores)
 
 
@@ -203,7 +232,8 @@ def to_stored(card: Scorecard) -> dict[str, Any]:
     """The counts behind a scorecard, as the ledger keeps them (cycle_scores.counts)."""
     return {
         "scenarios": [
-            [row.scenario, row.kind.value, row.answered, row.flagged, row.failed, row.pending] for row in card.scenarios
+            [row.scenario, row.kind.value, row.answered, row.flagged, row.failed, row.pending, row.difficulty.value]
+            for row in card.scenarios
         ],
         "campaigns": [
             [row.scenario, row.campaign, row.first_event_at.isoformat(), _iso(row.first_flagged_at)]
@@ -216,13 +246,20 @@ def to_stored(card: Scorecard) -> dict[str, Any]:
 def from_stored(threshold: Severity, counts: Mapping[str, Any]) -> Scorecard:
     return scorecard(
         threshold,
-        [ScenarioCounts(scenario, EventKind(kind), *numbers) for scenario, kind, *numbers in counts["scenarios"]],
+        [_stored_row(*row) for row in counts["scenarios"]],
         [
             CampaignCounts(scenario, campaign, datetime.fromisoformat(first), _moment(flagged))
             for scenario, campaign, first, flagged in counts["campaigns"]
         ],
         {(attack, score): count for attack, score, count in counts["scores"]},
     )
+
+
+def _stored_row(
+    scenario: str, kind: str, answered: int, flagged: int, failed: int, pending: int, difficulty: str = "evident"
+) -> ScenarioCounts:
+    """A kept row; those kept before the subtle forms existed have no difficulty: they were evident."""
+    return ScenarioCounts(scenario, EventKind(kind), answered, flagged, failed, pending, Difficulty(difficulty))
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -235,19 +272,19 @@ def _moment(text: str | None) -> datetime | None:
 
 def compare_lines(first: Scorecard, second: Scorecard, first_name: str, second_name: str) -> list[str]:
     """Two scorecards side by side, a row per scenario and kind and per figure, with the change from the first."""
-    rows: dict[tuple[str, str], list[ScenarioCounts | None]] = {}
+    rows: dict[str, list[ScenarioCounts | None]] = {}
     for index, card in enumerate((first, second)):
         for row in card.scenarios:
-            rows.setdefault((row.scenario, row.kind.value), [None, None])[index] = row
-    lines = [f"{'':<34}{first_name:>20}{second_name:>20}{'change':>12}"]
-    for (scenario, kind), (one, two) in rows.items():
+            rows.setdefault(row.name, [None, None])[index] = row
+    lines = [f"{'':<40}{first_name:>20}{second_name:>20}{'change':>12}"]
+    for name, (one, two) in rows.items():
         cells = [f"{row.flagged}/{row.answered} {_percent(row.flag_rate)}" if row else "–" for row in (one, two)]
         change = _change(one.flag_rate if one else None, two.flag_rate if two else None)
-        lines.append(f"{f'{scenario} ({kind})':<34}{cells[0]:>20}{cells[1]:>20}{change:>12}")
+        lines.append(f"{name:<40}{cells[0]:>20}{cells[1]:>20}{change:>12}")
     for figure in ("recall", "false_positive_rate", "precision", "roc_auc"):
         one, two = getattr(first, figure), getattr(second, figure)
         shown = [_percent(value) if figure != "roc_auc" else _decimal(value) for value in (one, two)]
-        lines.append(f"{figure.replace('_', ' '):<34}{shown[0]:>20}{shown[1]:>20}{_change(one, two):>12}")
+        lines.append(f"{figure.replace('_', ' '):<40}{shown[0]:>20}{shown[1]:>20}{_change(one, two):>12}")
     return lines
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .generator import DEFAULT_SUBTLE_SHARE
 from .models import Severity
 from .schedule import expand, next_slot
 
@@ -119,6 +120,12 @@ class Settings(BaseSettings):
     patch_events: int = Field(default=52, ge=0, le=MAX_EVENTS_PER_KIND, description="Patch events per cycle")
     generator_seed: int | None = Field(
         default=None, ge=0, description="Base seed; unset draws a fresh one per cycle (always logged)"
+    )
+    subtle_share: float = Field(
+        default=DEFAULT_SUBTLE_SHARE,
+        ge=0,
+        le=1,
+        description="Share of each attack scenario's events in its subtle form",
     )
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("cyberevents")),

@@ -91,6 +91,13 @@ ADVISORIES = (
     ("python3.11", "3.11.4", "3.11.8", "CVE-2023-40217", 5.3),
     ("libxml2", "2.9.13", "2.11.7", "CVE-2024-25062", 5.9),
 )
+# Exploited in the wild (on CISA's KEV list), with a CVSS that looks routine beside the critical ones, and never
+# among the routine findings: an agent that knows which CVEs attackers use can tell them apart.
+EXPLOITED_ADVISORIES = (
+    ("apache2", "2.4.49", "2.4.51", "CVE-2021-41773", 7.5),
+    ("linux-image-generic", "5.16.10", "5.16.11", "CVE-2022-0847", 7.8),
+    ("linux-image-generic", "4.8.2", "4.8.3", "CVE-2016-5195", 7.0),
+)
 CRITICAL_ADVISORIES = (
     ("log4j", "2.14.1", "2.17.1", "CVE-2021-44228", 10.0),
     ("xz-utils", "5.6.0", "5.6.2", "CVE-2024-3094", 10.0),

@@ -102,6 +102,7 @@ def test_generate_reproduces_a_cycle_from_its_seed() -> None:
     records = [json.loads(line) for line in first.stdout.splitlines()]
     assert len(records) == 63 + 319 + 52
     assert {r["ground_truth"]["scenario"] for r in records} >= {"brute_force", "port_scan", "unpatched_critical"}
+    assert {r["ground_truth"]["difficulty"] for r in records} == {"evident", "subtle"}
     without_truth = cli("generate", "--seed", "99", "--login", "1", "--firewall", "0", "--patch", "0", env={})
     assert "ground_truth" not in without_truth.stdout and len(without_truth.stdout.splitlines()) == 1
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cyberevents import migrations
@@ -98,5 +99,33 @@ async def test_0007_moves_claims_counted_as_deliveries_to_lost_deliveries_and_ba
         async with engine.connect() as connection:
             rows = await connection.execute(text("SELECT delivery_count FROM events ORDER BY id"))
             assert [row[0] for row in rows] == [2, 2, 3]
+    finally:
+        await engine.dispose()
+
+
+async def test_0009_migrates_stored_ground_truth_as_evident(empty_database_url: URL) -> None:
+    """Ground truth stored before the subtle forms existed knew only the evident ones."""
+    engine = create_async_engine(empty_database_url)
+    try:
+        await migrations.upgrade(engine, "0008")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO cycles (id, started_at, trigger, outcome) VALUES (1, now(), 'once', 'succeeded')")
+            )
+            event_id = await connection.scalar(
+                text(
+                    "INSERT INTO events (uid, kind, cycle_id, occurred_at) "
+                    "VALUES (gen_random_uuid(), 'login', 1, now()) RETURNING id"
+                )
+            )
+            await connection.execute(
+                text("INSERT INTO ground_truth (event_id, scenario, campaign) VALUES (:id, 'brute_force', 'bf-1')"),
+                {"id": event_id},
+            )
+        await migrations.upgrade(engine)
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT difficulty FROM ground_truth")) == "evident"
+            with pytest.raises(IntegrityError):  # only the two forms
+                await connection.execute(text("UPDATE ground_truth SET difficulty = 'hard'"))
     finally:
         await engine.dispose()

@@ -17,7 +17,7 @@ from cyberevents.agent_client import MAX_VERSION
 from cyberevents.cycle import CycleRequest, CycleResult, run_cycle
 from cyberevents.db import session_factory
 from cyberevents.generator import BENIGN, Counts
-from cyberevents.models import Severity
+from cyberevents.models import Difficulty, Severity
 from cyberevents.resources import open_service
 from cyberevents.scoring import flagging, scorecard
 from cyberevents.service import Daemon
@@ -60,7 +60,7 @@ async def test_the_scorecard_matches_an_independent_count(make_settings: MakeSet
             await session.execute(
                 text(
                     """
-                    SELECT g.scenario, e.kind, e.status, a.severity, a.score, g.campaign, e.occurred_at
+                    SELECT g.scenario, e.kind, g.difficulty, e.status, a.severity, a.score, g.campaign, e.occurred_at
                     FROM events e JOIN ground_truth g ON g.event_id = e.id
                     LEFT JOIN event_analyses a ON a.event_id = e.id
                     """
@@ -69,15 +69,15 @@ async def test_the_scorecard_matches_an_independent_count(make_settings: MakeSet
         ).all()
     card = scorecard(Severity.HIGH, *found)
 
-    expected: Counter[tuple[str, str, str]] = Counter()
+    expected: Counter[tuple[str, str, str, str]] = Counter()
     scores: Counter[tuple[bool, int]] = Counter()
     first: dict[str, Any] = {}
     first_flagged: dict[str, Any] = {}
-    for scenario, kind, status, severity, points, campaign, at in rows:
+    for scenario, kind, difficulty, status, severity, points, campaign, at in rows:
         answered = status == "analysed"
         flagged = answered and severity in FLAGGED
         outcome = "flagged" if flagged else "answered" if answered else "pending" if status == "pending" else "failed"
-        expected[scenario, kind, outcome] += 1
+        expected[scenario, kind, difficulty, outcome] += 1
         if answered:
             scores[scenario != BENIGN, points] += 1
         if campaign is not None:
@@ -86,7 +86,7 @@ async def test_the_scorecard_matches_an_independent_count(make_settings: MakeSet
                 first_flagged[campaign] = min(first_flagged.get(campaign, at), at)
 
     for row in card.scenarios:
-        key = (row.scenario, row.kind.value)
+        key = (row.scenario, row.kind.value, row.difficulty.value)
         assert row.flagged == expected[*key, "flagged"]
         assert row.answered == expected[*key, "flagged"] + expected[*key, "answered"]
         assert row.failed == expected[*key, "failed"]
@@ -123,7 +123,7 @@ async def test_the_daemon_shows_the_last_scorecard_in_status_and_metrics(make_se
     assert samples["cyberevents_score", (("figure", "recall"),)] == card.recall
     assert samples["cyberevents_score", (("figure", "roc_auc"),)] == card.roc_auc
     for row in card.scenarios:
-        labels = (("kind", row.kind.value), ("scenario", row.scenario))
+        labels = (("difficulty", row.difficulty.value), ("kind", row.kind.value), ("scenario", row.scenario))
         assert samples["cyberevents_score_flag_rate", labels] == row.flag_rate
     assert {row.scenario for row in card.scenarios} >= {"brute_force", "port_scan", "unpatched_critical", "benign"}
 
@@ -169,13 +169,13 @@ async def test_two_agents_compare_per_scenario(make_settings: MakeSettings, engi
     kept = await report.kept_scorecards(engine, [rules.cycle_id, seeing_nothing.cycle_id], 1)
     lines = report.render_scorecards(kept, [rules.cycle_id, seeing_nothing.cycle_id], as_json=False).splitlines()
     assert lines[0].split() == [f"#{rules.cycle_id}", f"#{seeing_nothing.cycle_id}", "change"]
-    [brute_force] = [line for line in lines if line.startswith("brute_force (login)")]
+    [brute_force] = [line for line in lines if line.startswith("brute_force (login, evident)")]
     assert brute_force.split()[-2].startswith("-")  # recall fell, on the same events
     assert rules.score is not None
-    [by_rules] = [row for row in rules.score.scenarios if row.scenario == "brute_force"]
+    [by_rules] = [row for row in rules.score.scenarios if row.name == "brute_force (login, evident)"]
     flagged_by_rules, answered = by_rules.flagged, by_rules.answered
     expected = [f"{flagged_by_rules}/{answered}", f"{flagged_by_rules / answered:.1%}", f"0/{answered}", "0.0%"]
-    assert brute_force.split()[2:6] == expected
+    assert brute_force.split()[3:7] == expected
     [recall] = [line for line in lines if line.startswith("recall")]
     assert rules.score is not None and rules.score.recall is not None
     assert recall.split()[-2:] == [f"{-rules.score.recall * 100:+.1f}", "pts"]
@@ -233,3 +233,15 @@ async def test_a_scorecard_older_than_retention_is_kept_as_it_was(
     assert left is not None and left < 434  # the analysed ones were pruned
     kept = await report.kept_scorecards(engine, [first.cycle_id], 1)
     assert kept[first.cycle_id][1] == first.score
+
+
+async def test_the_bundled_agent_misses_most_subtle_forms(make_settings: MakeSettings) -> None:
+    """Its rules look at one event at a time, so they see the markers of the evident forms and not the rest."""
+    async with open_service(make_settings(generator_seed=7)) as resources:  # the bundled agent, in-process
+        result = await run_cycle(resources, CycleRequest(Counts(63, 319, 52)))
+    assert result is not None and result.score is not None
+    evident, subtle = (result.score.recall_of(difficulty) for difficulty in Difficulty)
+    assert evident is not None and subtle is not None
+    assert subtle < evident - 0.25
+    forms = {(row.scenario, row.difficulty) for row in result.score.scenarios if row.attack and row.answered}
+    assert len(forms) == 10  # both forms of all five scenarios
