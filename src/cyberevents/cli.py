@@ -21,10 +21,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from . import __version__, migrations, queue, report
 from .agent.server import AgentKnobs, serve
+from .argtypes import cycle_span, timestamp, within
 from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, session_factory
 from .eventloop import run
@@ -40,7 +41,6 @@ from .settings import MAX_EVENTS_PER_KIND, ConfigError, Settings, load_settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
-Number = TypeVar("Number", int, float)
 
 
 class DatabaseError(Exception):
@@ -112,20 +112,35 @@ async def _score(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--since and --until choose cycles by time: not with --cycle or --compare")
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
-        wanted = args.compare or ([args.cycle] if args.cycle else None)
-        kept = await report.kept_scorecards(engine, wanted, args.last, between)
-    missing = [cycle for cycle in wanted or () if cycle not in kept]
-    if missing or not kept:
-        which = ", ".join(f"#{cycle}" for cycle in missing)
-        print(f"cyberevents: no scorecard for cycle {which}" if missing else "no scored cycle yet", file=sys.stderr)
-        return 1
+        if args.compare:
+            sides = await report.kept_spans(engine, args.compare)
+        else:
+            kept = await report.kept_scorecards(engine, [args.cycle] if args.cycle else None, args.last, between)
     try:
-        shown = report.render_scorecards(kept, compare=args.compare, as_json=args.json)
+        if args.compare:
+            if empty := [_span_text(span) for span, side in zip(args.compare, sides, strict=True) if not side]:
+                return _nothing_scored(f"cycle {empty[0]}")
+            shown = report.render_comparison(sides, as_json=args.json)
+        elif args.cycle and args.cycle not in kept:
+            return _nothing_scored(f"cycle #{args.cycle}")
+        elif not kept:
+            return _nothing_scored(None)
+        else:
+            shown = report.render_scorecards(kept, as_json=args.json)
     except ValueError as exc:  # cycles scored at different thresholds do not add up
         print(f"cyberevents: {exc}", file=sys.stderr)
         return 1
     print(shown)
     return 0
+
+
+def _nothing_scored(which: str | None) -> int:
+    print(f"cyberevents: no scorecard for {which}" if which else "no scored cycle yet", file=sys.stderr)
+    return 1
+
+
+def _span_text(span: tuple[int, int]) -> str:
+    return f"#{span[0]}" if span[0] == span[1] else f"#{span[0]} to #{span[1]}"
 
 
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,37 +213,13 @@ def _plain(value: object) -> object:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-def _within(kind: Callable[[str], Number], low: Number, high: Number) -> Callable[[str], Number]:
-    """An argparse type: a `kind` number from `low` to `high` (NaN is outside every range)."""
-
-    def parse(text: str) -> Number:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {text}")
-        return value
-
-    parse.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"
-    return parse
-
-
-_event_count = _within(int, 0, MAX_EVENTS_PER_KIND)  # the cap the settings give LOGIN_EVENTS and the others
+_event_count = within(int, 0, MAX_EVENTS_PER_KIND)  # the cap the settings give LOGIN_EVENTS and the others
 
 
 def _add_counts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--login", type=_event_count, help="login events (default LOGIN_EVENTS)")
     parser.add_argument("--firewall", type=_event_count, help="firewall events (default FIREWALL_EVENTS)")
     parser.add_argument("--patch", type=_event_count, help="patch events (default PATCH_EVENTS)")
-
-
-def _timestamp(text: str) -> datetime:
-    """An argparse type: an ISO time, UTC unless it says otherwise."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time such as 2026-11-30T12:00:00+00:00: {text!r}") from None
-    if not 1900 <= moment.year <= 9000:  # a window near the calendar's ends would overflow it
-        raise argparse.ArgumentTypeError(f"must be between the years 1900 and 9000, got {text}")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     once.add_argument(
         "--seed",
-        type=_within(int, 0, 2**63 - 1),
+        type=within(int, 0, 2**63 - 1),
         help="this cycle's seed (as logged by an earlier cycle): the same events again, to score another agent on",
     )
     _add_counts(once)
@@ -262,12 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent = commands.add_parser("agent", help="serve the reference analysis agent (for tests and load runs)")
     agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     agent.add_argument(
-        "--port", type=_within(int, 0, 65535), default=8081, help="port (default 8081; 0 picks a free one)"
+        "--port", type=within(int, 0, 65535), default=8081, help="port (default 8081; 0 picks a free one)"
     )
-    milliseconds = _within(float, 0.0, 3_600_000.0)
+    milliseconds = within(float, 0.0, 3_600_000.0)
     agent.add_argument("--latency-ms", type=milliseconds, default=0.0, help="added latency per request")
     agent.add_argument("--jitter-ms", type=milliseconds, default=0.0, help="random ± variation of the latency")
-    agent.add_argument("--error-rate", type=_within(float, 0.0, 1.0), default=0.0, help="fraction answered 503")
+    agent.add_argument("--error-rate", type=within(float, 0.0, 1.0), default=0.0, help="fraction answered 503")
     agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
     agent.set_defaults(handler=_agent)
 
@@ -282,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which events (default dead_lettered); never one a live process is delivering",
     )
     requeue.add_argument("--kind", choices=[kind.value for kind in EventKind], help="only events of this kind")
-    requeue.add_argument("--id", type=_within(int, 1, 2**63 - 1), nargs="+", help="only these event ids")
+    requeue.add_argument("--id", type=within(int, 1, 2**63 - 1), nargs="+", help="only these event ids")
     requeue.set_defaults(handler=_requeue)
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
@@ -295,13 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="the agent's scorecard against the ground truth: of a cycle, of the last cycles, or two compared"
     )
     which = score.add_mutually_exclusive_group()
-    which.add_argument("--cycle", type=_within(int, 1, 2**63 - 1), help="one cycle")
-    which.add_argument("--last", type=_within(int, 1, 100_000), default=1, help="the last N scored cycles (default 1)")
+    which.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
+    which.add_argument("--last", type=within(int, 1, 100_000), default=1, help="the last N scored cycles (default 1)")
     which.add_argument(
-        "--compare", type=_within(int, 1, 2**63 - 1), nargs=2, metavar=("A", "B"), help="two cycles side by side"
+        "--compare",
+        type=cycle_span,
+        nargs=2,
+        metavar=("A", "B"),
+        help='two cycles, or spans of cycles ("1-5"), side by side',
     )
-    score.add_argument("--since", type=_timestamp, help="the scored cycles started at or after this ISO time")
-    score.add_argument("--until", type=_timestamp, help="... and before this ISO time")
+    score.add_argument("--since", type=timestamp, help="the scored cycles started at or after this ISO time")
+    score.add_argument("--until", type=timestamp, help="... and before this ISO time")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(handler=_score)
 
@@ -310,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
     gen.add_argument(
-        "--window-end", type=_timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)"
+        "--window-end", type=timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)"
     )
-    gen.add_argument("--window-minutes", type=_within(int, 0, 525_600), default=30, help="length of the window")
+    gen.add_argument("--window-minutes", type=within(int, 0, 525_600), default=30, help="length of the window")
     _add_counts(gen)
     gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")
     gen.set_defaults(handler=_generate)

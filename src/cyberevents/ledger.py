@@ -300,3 +300,11 @@ async def scored_cycles_between(session: AsyncSession, since: datetime | None, u
     if until is not None:
         query = query.where(Cycle.started_at < until)
     return list((await session.scalars(query.order_by(CycleScore.cycle_id))).all())
+
+
+async def scored_cycles_in(session: AsyncSession, first: int, last: int) -> list[int]:
+    """The ids of the scored cycles from `first` to `last`, both included, oldest first."""
+    found = await session.scalars(
+        select(CycleScore.cycle_id).where(CycleScore.cycle_id.between(first, last)).order_by(CycleScore.cycle_id)
+    )
+    return list(found.all())

@@ -133,17 +133,44 @@ async def kept_scorecards(
     return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in kept}
 
 
-def render_scorecards(kept: dict[int, tuple[str, Scorecard]], compare: Sequence[int] | None, as_json: bool) -> str:
-    """One scorecard over every kept cycle (summed over their events), or two cycles side by side."""
-    if compare:
-        first, second = (kept[cycle][1] for cycle in compare)
-        if as_json:
-            return json.dumps({"compare": [{"cycle": cycle, **kept[cycle][1].as_json()} for cycle in compare]})
-        return "\n".join(compare_lines(first, second, f"#{compare[0]}", f"#{compare[1]}"))
+def render_scorecards(kept: dict[int, tuple[str, Scorecard]], as_json: bool) -> str:
+    """One scorecard over every kept cycle, summed over their events."""
     ids, agents = sorted(kept), sorted({agent for agent, _ in kept.values()})
     card = combine(card for _, card in kept.values())
     assert card is not None, "rendered only when some cycle was scored"
     if as_json:
         return json.dumps({"cycles": ids, "agents": agents, **card.as_json()})
-    span = f"cycle #{ids[0]}" if len(ids) == 1 else f"{len(ids)} cycles, #{ids[0]} to #{ids[-1]}"
-    return "\n".join([f"{span}, agent {', '.join(agents)}:", *(f"  {line}" for line in card.lines())])
+    return "\n".join([f"{span_name(ids)}, agent {', '.join(agents)}:", *(f"  {line}" for line in card.lines())])
+
+
+async def kept_spans(engine: AsyncEngine, spans: Sequence[tuple[int, int]]) -> list[dict[int, tuple[str, Scorecard]]]:
+    """The kept scorecards of each span of cycle ids (first, last), both ends included."""
+    async with session_factory(engine)() as session:
+        return [
+            {
+                row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts))
+                for row in await ledger.scores(session, await ledger.scored_cycles_in(session, first, last))
+            }
+            for first, last in spans
+        ]
+
+
+def render_comparison(sides: Sequence[dict[int, tuple[str, Scorecard]]], as_json: bool) -> str:
+    """Two spans of cycles side by side, each summed over its events, with the change per row."""
+    cards = [combine(card for _, card in side.values()) for side in sides]
+    first, second = cards
+    assert first is not None and second is not None, "compared only when both spans were scored"
+    if as_json:
+        return json.dumps(
+            {
+                "compare": [
+                    {"cycles": sorted(side), **card.as_json()}
+                    for side, card in zip(sides, (first, second), strict=True)
+                ]
+            }
+        )
+    return "\n".join(compare_lines(first, second, *(span_name(sorted(side)) for side in sides)))
+
+
+def span_name(ids: Sequence[int]) -> str:
+    return f"cycle #{ids[0]}" if len(ids) == 1 else f"{len(ids)} cycles, #{ids[0]} to #{ids[-1]}"

@@ -118,6 +118,7 @@ def test_generate_reproduces_a_cycle_from_its_seed() -> None:
         (("requeue", "--id", "99999999999999999999"), "argument --id: must be between 1 and 9,223,372,036,854,775,807"),
         (("score", "--since", "yesterday"), "argument --since: not an ISO time such as 2026-11-30T12:00:00+00:00"),
         (("score", "--last", "0"), "argument --last: must be between 1 and 100,000, got 0"),
+        (("score", "--compare", "1", "x-3"), "argument --compare: not a cycle id or a span of them such as 3-7: 'x-3'"),
         (("run-once", "--seed", "-1"), "argument --seed: must be between 0 and 9,223,372,036,854,775,807, got -1"),
     ],
 )

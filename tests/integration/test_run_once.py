@@ -166,6 +166,10 @@ def test_score_shows_what_run_once_scored(database_url: URL) -> None:
         mixed.stderr.strip()
         == "cyberevents: error: --since and --until choose cycles by time: not with --cycle or --compare"
     )
+    spans = cli("score", "--compare", "1-1", "2-2", env=env).stdout.splitlines()
+    assert spans == compared  # a span of one cycle is that cycle
+    backwards = cli("score", "--compare", "5-2", "1", env=env)
+    assert backwards.returncode == 2 and "a span runs from the lower id to the higher, got 5-2" in backwards.stderr
     missing = cli("score", "--compare", "1", "99", env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "cyberevents: no scorecard for cycle #99"

@@ -166,9 +166,9 @@ async def test_a_later_cycle_brings_an_earlier_scorecard_up_to_date(
 async def test_two_agents_compare_per_scenario(make_settings: MakeSettings, engine: AsyncEngine) -> None:
     rules = await scored_cycle(make_settings, bundled_rules)
     seeing_nothing = await scored_cycle(make_settings, blind)
-    kept = await report.kept_scorecards(engine, [rules.cycle_id, seeing_nothing.cycle_id], 1)
-    lines = report.render_scorecards(kept, [rules.cycle_id, seeing_nothing.cycle_id], as_json=False).splitlines()
-    assert lines[0].split() == [f"#{rules.cycle_id}", f"#{seeing_nothing.cycle_id}", "change"]
+    spans = [(rules.cycle_id, rules.cycle_id), (seeing_nothing.cycle_id, seeing_nothing.cycle_id)]
+    lines = report.render_comparison(await report.kept_spans(engine, spans), as_json=False).splitlines()
+    assert lines[0].split() == ["cycle", f"#{rules.cycle_id}", "cycle", f"#{seeing_nothing.cycle_id}", "change"]
     [brute_force] = [line for line in lines if line.startswith("brute_force (login, evident)")]
     assert brute_force.split()[-2].startswith("-")  # recall fell, on the same events
     assert rules.score is not None
@@ -179,7 +179,8 @@ async def test_two_agents_compare_per_scenario(make_settings: MakeSettings, engi
     [recall] = [line for line in lines if line.startswith("recall")]
     assert rules.score is not None and rules.score.recall is not None
     assert recall.split()[-2:] == [f"{-rules.score.recall * 100:+.1f}", "pts"]
-    combined = json.loads(report.render_scorecards(kept, None, as_json=True))
+    kept = await report.kept_scorecards(engine, [rules.cycle_id, seeing_nothing.cycle_id], 1)
+    combined = json.loads(report.render_scorecards(kept, as_json=True))
     assert combined["cycles"] == [rules.cycle_id, seeing_nothing.cycle_id]
     assert sum(row["answered"] for row in combined["scenarios"]) == 868  # summed over events, both cycles
 
@@ -245,3 +246,19 @@ async def test_the_bundled_agent_misses_most_subtle_forms(make_settings: MakeSet
     assert subtle < evident - 0.25
     forms = {(row.scenario, row.difficulty) for row in result.score.scenarios if row.attack and row.answered}
     assert len(forms) == 10  # both forms of all five scenarios
+
+
+async def test_two_spans_of_cycles_compare_summed_over_their_events(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    cycles = [await scored_cycle(make_settings, respond) for respond in (bundled_rules, bundled_rules, blind, blind)]
+    ids = [cycle.cycle_id for cycle in cycles]
+    sides = await report.kept_spans(engine, [(ids[0], ids[1]), (ids[2], ids[3])])
+    compared = json.loads(report.render_comparison(sides, as_json=True))["compare"]
+    assert [side["cycles"] for side in compared] == [ids[:2], ids[2:]]
+    assert [sum(row["answered"] for row in side["scenarios"]) for side in compared] == [868, 868]
+    assert cycles[0].score is not None
+    assert compared[0]["recall"] == cycles[0].score.recall  # the same events twice: the same share
+    assert compared[1]["recall"] == 0.0
+    text = report.render_comparison(sides, as_json=False).splitlines()
+    assert text[0].split()[:4] == ["2", "cycles,", f"#{ids[0]}", "to"]
