@@ -178,7 +178,8 @@ class AgentClient:
                     raise _refusal(response, body, self._redact)
                 verdict = parse_verdict(body)
                 if VERSION_HEADER in response.headers:
-                    self.version = _one_line(self._redact(response.headers[VERSION_HEADER]))[:MAX_VERSION] or None
+                    # Cleaned first: a control character inside a secret would hide it from the redactor.
+                    self.version = self._redact(_one_line(response.headers[VERSION_HEADER]))[:MAX_VERSION] or None
                 return verdict
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None

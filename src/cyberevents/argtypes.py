@@ -37,10 +37,10 @@ def timestamp(text: str) -> datetime:
 
 def cycle_span(text: str) -> tuple[int, int]:
     """An argparse type: a cycle id, or a span of them, "3-7"."""
-    first, _, last = text.partition("-")
+    first, dash, last = text.partition("-")
     ids = within(int, 1, 2**63 - 1)
     try:
-        span = (ids(first), ids(last) if last else ids(first))
+        span = (ids(first), ids(last) if dash else ids(first))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a cycle id or a span of them such as 3-7: {text!r}") from None
     if span[0] > span[1]:

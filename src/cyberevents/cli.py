@@ -108,14 +108,14 @@ def _timeout(settings: Settings) -> timedelta | None:
 
 async def _score(args: argparse.Namespace, settings: Settings) -> int:
     between = (args.since, args.until) if args.since or args.until else None
-    if between and (args.cycle or args.compare):
-        raise ConfigError("--since and --until choose cycles by time: not with --cycle or --compare")
+    if between and (args.cycle or args.compare or args.last):
+        raise ConfigError("--since and --until choose cycles by time: not with --cycle, --last or --compare")
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
         if args.compare:
             sides = await report.kept_spans(engine, args.compare)
         else:
-            kept = await report.kept_scorecards(engine, [args.cycle] if args.cycle else None, args.last, between)
+            kept = await report.kept_scorecards(engine, [args.cycle] if args.cycle else None, args.last or 1, between)
     try:
         if args.compare:
             if empty := [_span_text(span) for span, side in zip(args.compare, sides, strict=True) if not side]:
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     which = score.add_mutually_exclusive_group()
     which.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
-    which.add_argument("--last", type=within(int, 1, 100_000), default=1, help="the last N scored cycles (default 1)")
+    which.add_argument("--last", type=within(int, 1, 100_000), help="the last N scored cycles (default 1)")
     which.add_argument(
         "--compare",
         type=cycle_span,

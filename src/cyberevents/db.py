@@ -242,6 +242,10 @@ def database_unavailable(exc: Exception) -> bool:
     """
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(
+            cause, asyncpg.DataError
+        ):  # an argument asyncpg refused to encode: this program's, not the link's
+            return False
         if isinstance(cause, _DRIVER_CONNECTION_ERRORS):
             return True
         cause = cause.__cause__

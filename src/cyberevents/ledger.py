@@ -246,7 +246,8 @@ async def cycle_lock_held(session: AsyncSession) -> bool:
 
 
 async def prune_cycles(session: AsyncSession, cutoff: datetime, batch: int) -> int:
-    """Delete up to `batch` finished cycles started before `cutoff` that no longer have events; returns how many."""
+    """Delete up to `batch` finished cycles started before `cutoff` that no longer have events; returns how many.
+    A scored cycle stays, with its per-kind figures and its scorecard: `score` answers for it after its events."""
     result = await session.execute(
         text(
             """
@@ -254,6 +255,7 @@ async def prune_cycles(session: AsyncSession, cutoff: datetime, batch: int) -> i
                 SELECT id FROM cycles
                 WHERE started_at < :cutoff AND outcome <> 'running'
                   AND NOT EXISTS (SELECT 1 FROM events WHERE events.cycle_id = cycles.id)
+                  AND NOT EXISTS (SELECT 1 FROM cycle_scores WHERE cycle_scores.cycle_id = cycles.id)
                 LIMIT :batch
             )
             """
@@ -266,14 +268,15 @@ async def prune_cycles(session: AsyncSession, cutoff: datetime, batch: int) -> i
 async def save_score(
     session: AsyncSession, cycle_id: int, threshold: Severity, agent_label: str, counts: dict[str, Any]
 ) -> None:
-    """Keep a cycle's scorecard counts, replacing those of an earlier scoring of the same cycle."""
+    """Keep a cycle's scorecard counts, replacing those of an earlier scoring of the same cycle; the agent it names
+    stays the one that first answered for the cycle, whoever delivered its leftovers later."""
     statement = pg_insert(CycleScore).values(
         cycle_id=cycle_id, threshold=threshold, agent_label=agent_label, counts=counts
     )
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[CycleScore.cycle_id],
-            set_={"threshold": threshold, "agent_label": agent_label, "counts": counts, "scored_at": func.now()},
+            set_={"threshold": threshold, "counts": counts, "scored_at": func.now()},  # the agent judged stays
         )
     )
 

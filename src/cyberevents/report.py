@@ -160,6 +160,11 @@ def render_comparison(sides: Sequence[dict[int, tuple[str, Scorecard]]], as_json
     cards = [combine(card for _, card in side.values()) for side in sides]
     first, second = cards
     assert first is not None and second is not None, "compared only when both spans were scored"
+    if first.threshold != second.threshold:
+        raise ValueError(
+            f"scorecards at different DETECTION_THRESHOLDs ({first.threshold.value}, {second.threshold.value}) "
+            "flag different events: they do not compare"
+        )
     if as_json:
         return json.dumps(
             {

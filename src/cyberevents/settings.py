@@ -99,7 +99,6 @@ class Settings(BaseSettings):
         default=None,
         min_length=1,
         max_length=100,
-        pattern=r"^[^\x00-\x1f\x7f]+$",  # one line of text: it is printed and logged
         description="Names the agent in scorecards; unset: its URL's host",
     )
     retention_days: float = Field(
@@ -184,6 +183,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("not an IANA time zone; e.g. UTC, Europe/Paris, America/New_York") from None
+        return value
+
+    @field_validator("agent_label")
+    @classmethod
+    def _one_printable_line(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("must be one line of printable text: it is printed and logged")
         return value
 
     @property

@@ -44,7 +44,11 @@ async def test_old_analysed_events_and_ledger_rows_go_in_batches(
     assert await count(engine, GroundTruth) == 6
     async with session_factory(engine)() as session, session.begin():
         await session.execute(text("UPDATE events SET status = 'analysed' WHERE id = 1"))
-    assert await prune(session_factory(engine), days=30, batch=7) == (1, 1)
+    assert await prune(session_factory(engine), days=30, batch=7) == (1, 0)
+    assert await count(engine, Cycle) == 2  # a scored cycle's ledger row stays, with its scorecard
+    async with session_factory(engine)() as session, session.begin():
+        await session.execute(text("DELETE FROM cycle_scores WHERE cycle_id = 1"))  # as a cycle never scored
+    assert await prune(session_factory(engine), days=30, batch=7) == (0, 1)
     assert await count(engine, Cycle) == 1
     async with session_factory(engine)() as session:
         assert await session.scalar(select(func.count()).where(Event.status == EventStatus.PENDING)) == 0

@@ -164,7 +164,7 @@ def test_score_shows_what_run_once_scored(database_url: URL) -> None:
     assert mixed.returncode == 2
     assert (
         mixed.stderr.strip()
-        == "cyberevents: error: --since and --until choose cycles by time: not with --cycle or --compare"
+        == "cyberevents: error: --since and --until choose cycles by time: not with --cycle, --last or --compare"
     )
     spans = cli("score", "--compare", "1-1", "2-2", env=env).stdout.splitlines()
     assert spans == compared  # a span of one cycle is that cycle

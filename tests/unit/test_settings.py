@@ -80,7 +80,12 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytes
         ("AGENT_URL", "ftp://agent", "AGENT_URL='ftp://agent': URL scheme should be 'http' or 'https'"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD': Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("AUTO_MIGRATE", "perhaps", "AUTO_MIGRATE='perhaps': Input should be a valid boolean"),
-        ("AGENT_LABEL", "v1\nforged line", "AGENT_LABEL='v1\\nforged line': String should match pattern"),
+        (
+            "AGENT_LABEL",
+            "v1\nforged line",
+            "AGENT_LABEL='v1\\nforged line': must be one line of printable",
+        ),
+        ("AGENT_LABEL", "v1\u2028forged", "AGENT_LABEL='v1\\u2028forged': must be one line of printable"),
         (
             "DETECTION_THRESHOLD",
             "severe",
