@@ -110,6 +110,8 @@ async def _score(args: argparse.Namespace, settings: Settings) -> int:
     between = (args.since, args.until) if args.since or args.until else None
     if between and (args.cycle or args.compare or args.last):
         raise ConfigError("--since and --until choose cycles by time: not with --cycle, --last or --compare")
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since ({args.since.isoformat()}) must come before --until ({args.until.isoformat()})")
     async with open_engine(settings, pool_size=1) as engine:
         await ensure_schema(engine, settings)
         if args.compare:
@@ -124,7 +126,7 @@ async def _score(args: argparse.Namespace, settings: Settings) -> int:
         elif args.cycle and args.cycle not in kept:
             return _nothing_scored(f"cycle #{args.cycle}")
         elif not kept:
-            return _nothing_scored(None)
+            return _nothing_scored("any cycle started in that time" if between else None)
         else:
             shown = report.render_scorecards(kept, as_json=args.json)
     except ValueError as exc:  # cycles scored at different thresholds do not add up

@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     def _normalise_case(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
-        return value.upper() if info.field_name == "log_level" else value.lower()
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> Settings:

@@ -166,6 +166,15 @@ def test_score_shows_what_run_once_scored(database_url: URL) -> None:
         mixed.stderr.strip()
         == "cyberevents: error: --since and --until choose cycles by time: not with --cycle, --last or --compare"
     )
+    backwards_in_time = cli(
+        "score", "--since", "2026-12-01T00:00:00-14:00", "--until", "2026-12-02T00:00+14:00", env=env
+    )
+    assert backwards_in_time.returncode == 2
+    assert "--since (2026-12-01T00:00:00-14:00) must come before --until" in backwards_in_time.stderr
+    empty = cli("score", "--since", "2001-01-01T00:00:00", "--until", "2001-01-02T00:00:00", env=env)
+    assert (
+        empty.returncode == 1 and empty.stderr.strip() == "cyberevents: no scorecard for any cycle started in that time"
+    )
     spans = cli("score", "--compare", "1-1", "2-2", env=env).stdout.splitlines()
     assert spans == compared  # a span of one cycle is that cycle
     backwards = cli("score", "--compare", "5-2", "1", env=env)

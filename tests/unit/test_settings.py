@@ -55,7 +55,7 @@ def test_settings_come_from_unprefixed_environment_variables(monkeypatch: pytest
     monkeypatch.setenv("DISPATCH_WORKERS", "25")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/app")
     monkeypatch.setenv("LOG_LEVEL", "debug")
-    monkeypatch.setenv("DETECTION_THRESHOLD", "Critical")
+    monkeypatch.setenv("DETECTION_THRESHOLD", " Critical ")  # as pasted
     settings = load_settings(_env_file=None)
     assert settings.dispatch_workers == 25
     assert settings.log_level == "DEBUG"
