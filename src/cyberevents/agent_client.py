@@ -109,6 +109,7 @@ class AgentClient:
             log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
         self.version: str | None = None  # what the agent last said it is (VERSION_HEADER), cleaned
+        self._reported: str | None = None  # that header as sent: cleaned again only when it changes
 
     async def __aenter__(self) -> Self:
         # ThreadedResolver only calls loop.getaddrinfo, which ThreadFreeEventLoop answers without threads;
@@ -177,9 +178,9 @@ class AgentClient:
                 if response.status != 200:
                     raise _refusal(response, body, self._redact)
                 verdict = parse_verdict(body)
-                if VERSION_HEADER in response.headers:
+                if (reported := response.headers.get(VERSION_HEADER)) is not None and reported != self._reported:
                     # Cleaned first: a control character inside a secret would hide it from the redactor.
-                    self.version = self._redact(_one_line(response.headers[VERSION_HEADER]))[:MAX_VERSION] or None
+                    self._reported, self.version = reported, self._redact(_one_line(reported))[:MAX_VERSION] or None
                 return verdict
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import ledger, migrations, queue, repository
 from .db import session_factory
-from .models import EventKind, EventStatus, Severity
+from .models import CycleScore, EventKind, EventStatus, Severity
 from .scoring import Scorecard, combine, compare_lines, from_stored
 
 
@@ -42,10 +42,8 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> Datab
         if revision != head:
             return DatabaseReport(location, version, revision, head, {}, {}, [])
         cycles = await ledger.recent_cycles(session, limit=10)
-        latest = await ledger.scores(session, await ledger.last_scored_cycles(session, 1))
-        scored, score = (
-            (latest[0].cycle_id, from_stored(latest[0].threshold, latest[0].counts)) if latest else (None, None)
-        )
+        latest = _kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
+        scored, score = next(((cycle, card) for cycle, (_, card) in latest.items()), (None, None))
         return DatabaseReport(
             location,
             version,
@@ -129,8 +127,12 @@ async def kept_scorecards(
             ids = await ledger.scored_cycles_between(session, *between)
         else:
             ids = await ledger.last_scored_cycles(session, last)
-        kept = await ledger.scores(session, ids)
-    return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in kept}
+        return _kept(await ledger.scores(session, ids))
+
+
+def _kept(rows: Sequence[CycleScore]) -> dict[int, tuple[str, Scorecard]]:
+    """Cycle id → (the agent it judged, its scorecard), from the ledger's rows."""
+    return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in rows}
 
 
 def render_scorecards(kept: dict[int, tuple[str, Scorecard]], as_json: bool) -> str:
@@ -147,10 +149,7 @@ async def kept_spans(engine: AsyncEngine, spans: Sequence[tuple[int, int]]) -> l
     """The kept scorecards of each span of cycle ids (first, last), both ends included."""
     async with session_factory(engine)() as session:
         return [
-            {
-                row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts))
-                for row in await ledger.scores(session, await ledger.scored_cycles_in(session, first, last))
-            }
+            _kept(await ledger.scores(session, await ledger.scored_cycles_in(session, first, last)))
             for first, last in spans
         ]
 

@@ -19,6 +19,7 @@ from ..protocol import IDEMPOTENCY_HEADER, VERSION_HEADER, AgentRequest
 from .rules import score
 
 log = logging.getLogger(__name__)
+VERSION = {VERSION_HEADER: f"cyberevents-reference {__version__}"}  # sent with every verdict
 
 REMEMBERED_KEYS = 1_000_000
 
@@ -88,7 +89,7 @@ def create_app(knobs: AgentKnobs) -> web.Application:
             stats.analysed += 1
             return web.json_response(
                 {"severity": severity.value, "score": points, "summary": summary, "agent": "cyberevents-reference"},
-                headers={VERSION_HEADER: f"cyberevents-reference {__version__}"},
+                headers=VERSION,
             )
         finally:
             stats.in_flight -= 1
