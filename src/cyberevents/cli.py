@@ -16,27 +16,29 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from . import __version__, migrations, queue, report
+from . import export, migrations, ocsf, queue, report
 from .agent.server import AgentKnobs, serve
-from .argtypes import cycle_span, timestamp, within
+from .commandline import build_parser
 from .cycle import CycleBusy, CycleRequest, run_cycle
-from .db import database_error, describe, driver_error, one_line, open_engine, session_factory
+from .db import database_error, describe, driver_error, one_line, open_engine, open_write_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind, EventStatus
 from .progress import Progress
 from .redaction import Redactor
+from .repository import EVERY_CYCLE, ExportScope
 from .resources import ensure_schema, open_service
 from .service import graceful_stop, run_daemon
-from .settings import MAX_EVENTS_PER_KIND, ConfigError, Settings, load_settings
+from .settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,42 @@ def _span_text(span: tuple[int, int]) -> str:
     return f"#{span[0]}" if span[0] == span[1] else f"#{span[0]} to #{span[1]}"
 
 
+async def _export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since ({args.since.isoformat()}) must come before --until ({args.until.isoformat()})")
+    scope = ExportScope(args.cycle or EVERY_CYCLE, args.since, args.until)
+    progress, started = Progress(sys.stderr), time.monotonic()
+    try:
+        async with open_engine(settings, pool_size=1) as engine:
+            await ensure_schema(engine, settings)
+            async with open_write_engine(engine, pool_size=1) as walks:
+                done = await export.export(
+                    session_factory(engine),
+                    session_factory(walks),
+                    scope,
+                    args.output,
+                    shape=args.format,
+                    verdicts=args.with_verdicts,
+                    truth=args.with_truth,
+                    progress=progress,
+                )
+    finally:
+        progress.close()
+    if not done.total:
+        which = f"cycle {_span_text(args.cycle)}" if args.cycle else "any cycle"
+        when = " started in that time" if args.since or args.until else ""
+        print(f"cyberevents: no events in {which}{when}", file=sys.stderr)
+        return 1
+    shape = f"OCSF {ocsf.VERSION}" if args.format == "ocsf" else "native"
+    verdicts = f" and {done.verdicts:,} verdicts" if args.with_verdicts else ""
+    where = args.output or "stdout"
+    print(
+        f"exported {done.events:,} events{verdicts} ({shape}) to {where} in {time.monotonic() - started:.1f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
     statuses = [EventStatus(status) for status in args.status]
     kind = EventKind(args.kind) if args.kind else None
@@ -215,105 +253,17 @@ def _plain(value: object) -> object:
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
-_event_count = within(int, 0, MAX_EVENTS_PER_KIND)  # the cap the settings give LOGIN_EVENTS and the others
-
-
-def _add_counts(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--login", type=_event_count, help="login events (default LOGIN_EVENTS)")
-    parser.add_argument("--firewall", type=_event_count, help="firewall events (default FIREWALL_EVENTS)")
-    parser.add_argument("--patch", type=_event_count, help="patch events (default PATCH_EVENTS)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cyberevents",
-        description="Generate synthetic security events, store them in PostgreSQL, dispatch them to an agent.",
-        epilog="Configuration comes from the environment and .env (see README). "
-        "Exit codes: 0 ok, 1 problem found, 2 configuration or database error, 3 another cycle is running, "
-        "70 internal error, 130 interrupted.",
-    )
-    parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-
-    daemon = commands.add_parser(
-        "run", help="the daemon: cycles on SCHEDULE, health endpoints on HEALTH_HOST:HEALTH_PORT, clean stop on SIGTERM"
-    )
-    daemon.set_defaults(handler=_run)
-
-    once = commands.add_parser(
-        "run-once", help="run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
-    )
-    once.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
-    once.add_argument(
-        "--seed",
-        type=within(int, 0, 2**63 - 1),
-        help="this cycle's seed (as logged by an earlier cycle): the same events again, to score another agent on",
-    )
-    _add_counts(once)
-    once.set_defaults(handler=_run_once)
-
-    agent = commands.add_parser("agent", help="serve the reference analysis agent (for tests and load runs)")
-    agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    agent.add_argument(
-        "--port", type=within(int, 0, 65535), default=8081, help="port (default 8081; 0 picks a free one)"
-    )
-    milliseconds = within(float, 0.0, 3_600_000.0)
-    agent.add_argument("--latency-ms", type=milliseconds, default=0.0, help="added latency per request")
-    agent.add_argument("--jitter-ms", type=milliseconds, default=0.0, help="random ± variation of the latency")
-    agent.add_argument("--error-rate", type=within(float, 0.0, 1.0), default=0.0, help="fraction answered 503")
-    agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
-    agent.set_defaults(handler=_agent)
-
-    requeue = commands.add_parser(
-        "requeue", help="put dead-lettered (or failed, or pending) events back in the queue with a fresh budget"
-    )
-    requeue.add_argument(
-        "--status",
-        nargs="+",
-        default=[EventStatus.DEAD_LETTERED.value],
-        choices=[EventStatus.DEAD_LETTERED.value, EventStatus.FAILED.value, EventStatus.PENDING.value],
-        help="which events (default dead_lettered); never one a live process is delivering",
-    )
-    requeue.add_argument("--kind", choices=[kind.value for kind in EventKind], help="only events of this kind")
-    requeue.add_argument("--id", type=within(int, 1, 2**63 - 1), nargs="+", help="only these event ids")
-    requeue.set_defaults(handler=_requeue)
-
-    migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
-    migrate.set_defaults(handler=_migrate)
-
-    check = commands.add_parser("check-db", help="connectivity, schema revision, events, analyses, last cycles")
-    check.set_defaults(handler=_check_db)
-
-    score = commands.add_parser(
-        "score", help="the agent's scorecard against the ground truth: of a cycle, of the last cycles, or two compared"
-    )
-    which = score.add_mutually_exclusive_group()
-    which.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
-    which.add_argument("--last", type=within(int, 1, 100_000), help="the last N scored cycles (default 1)")
-    which.add_argument(
-        "--compare",
-        type=cycle_span,
-        nargs=2,
-        metavar=("A", "B"),
-        help='two cycles, or spans of cycles ("1-5"), side by side',
-    )
-    score.add_argument("--since", type=timestamp, help="the scored cycles started at or after this ISO time")
-    score.add_argument("--until", type=timestamp, help="... and before this ISO time")
-    score.add_argument("--json", action="store_true", help="print one JSON object")
-    score.set_defaults(handler=_score)
-
-    gen = commands.add_parser(
-        "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
-    )
-    gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
-    gen.add_argument(
-        "--window-end", type=timestamp, default=datetime.now(UTC), help="ISO time the window ends (default now)"
-    )
-    gen.add_argument("--window-minutes", type=within(int, 0, 525_600), default=30, help="length of the window")
-    _add_counts(gen)
-    gen.add_argument("--truth", action="store_true", help="include the ground truth (never sent to agents)")
-    gen.set_defaults(handler=_generate)
-    return parser
+_HANDLERS: dict[str, Handler] = {
+    "run": _run,
+    "run-once": _run_once,
+    "agent": _agent,
+    "requeue": _requeue,
+    "migrate": _migrate,
+    "check-db": _check_db,
+    "score": _score,
+    "export": _export,
+    "generate": _generate,
+}
 
 
 # Young-generation collections run after this many net container allocations instead of CPython's 700: a busy
@@ -352,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
+    handler = _HANDLERS[args.command]
     try:
         settings = load_settings()  # its errors never show a secret
     except ConfigError as exc:

@@ -96,7 +96,8 @@ async def open_engine(settings: Settings, *, pool_size: int = 5) -> AsyncIterato
 
 @asynccontextmanager
 async def open_write_engine(engine: AsyncEngine, *, pool_size: int) -> AsyncIterator[AsyncEngine]:
-    """A second pool on the same database for one-statement writes (claims, outcomes), disposed on exit.
+    """A second pool on the same database for one-statement writes (claims, outcomes), disposed on exit; also
+    where an export reads its batches, each a walk of the primary key that must stop after its rows.
 
     Its connections are in autocommit from the moment they open and hold no transaction between uses, so a
     checkout neither sets an isolation level nor resets one on return: a statement is its own transaction, with

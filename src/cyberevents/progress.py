@@ -1,14 +1,16 @@
-"""Progress of a dispatch: a live line on a terminal, a periodic log line otherwise."""
+"""Progress of a long job (a dispatch, an export): a live line on a terminal, a periodic log line otherwise."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 
 from .tally import Tally
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def describe(tally: Tally) -> str:
@@ -17,7 +19,7 @@ def describe(tally: Tally) -> str:
 
 
 class Progress:
-    """Listens to a Tally; redraws at most ten times a second on a TTY, logs every `log_every` seconds else."""
+    """Redraws at most ten times a second on a TTY, logs every `log_every` seconds else; listens to a Tally."""
 
     def __init__(self, stream: TextIO, log_every: float = 10.0) -> None:
         self._stream, self._live = stream, stream.isatty()
@@ -26,16 +28,20 @@ class Progress:
         self._drawn = False
 
     def __call__(self, tally: Tally) -> None:
+        self.show(describe, tally, finished=tally.done >= tally.total)
+
+    def show(self, line: Callable[[T], str], of: T, finished: bool = False) -> None:
+        """Show `line(of)`, if it is time to; `line` is only called then, so that skipped updates cost nothing."""
         now = time.monotonic()
-        if now - self._last < self._every and tally.done < tally.total:
+        if now - self._last < self._every and not finished:
             return
         self._last = now
         if self._live:
-            self._stream.write("\r\x1b[2K" + describe(tally))
+            self._stream.write("\r\x1b[2K" + line(of))
             self._stream.flush()
             self._drawn = True
-        elif tally.done < tally.total:
-            log.info("Progress: %s", describe(tally))
+        elif not finished:
+            log.info("Progress: %s", line(of))
 
     def close(self) -> None:
         if self._drawn:

@@ -14,8 +14,9 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from .db import execute_on_driver
-from .models import DETAIL_TABLES, Event, EventKind, EventStatus
+from .models import Event, EventKind, EventStatus
 from .protocol import Delivery
+from .repository import event_fields
 
 # The liveness locks of the processes alive now: each holds one for as long as it runs (Liveness), and names it on
 # every claim it takes, so that a dead owner's claims are taken over at once instead of when their leases expire.
@@ -31,23 +32,15 @@ _CLAIMABLE = f"""
      OR (events.lease_owner <> :owner AND events.lease_lock IS NOT NULL
          AND events.lease_lock::bigint NOT IN ({_LIVE_LOCKS})))
 """
-# The request body each claimed event is sent as, built by PostgreSQL from the event's row and its detail row
-# (to_jsonb of the whole row, so every field an analyst sees reaches the agent and nothing else: the ground
-# truth lives in a table of its own). Encoding it here spares the dispatcher a JSON encoding per event, and the
-# claim the conversion of every detail column to Python and back. One primary-key lookup per event for its
-# details, whatever the planner believes of the tables' sizes. An event still leased when claimed was lost by its
-# owner: counted, and no longer claimed once MAX_ATTEMPTS such claims were lost (dead_letter_undeliverable).
-_DETAILS = " ".join(
-    f"WHEN '{kind.value}' THEN (SELECT to_jsonb({table.name}) FROM {table.name} WHERE event_id = claimed.id)"
-    for kind, table in DETAIL_TABLES.items()
-)
-
-
 # Claims an event has lost, the one its (dead or expired) lease still stands for included.
 _LOST = "(events.lost_deliveries + (events.lease_owner IS NOT NULL)::int)"
 
 
 def _claim_statement(scope: str) -> str:
+    """Lease the events `scope` selects, and return each as the request body it is sent in, built by PostgreSQL
+    (repository.event_fields): that spares the dispatcher a JSON encoding per event, and the claim the conversion
+    of every detail column to Python and back. An event still leased when claimed was lost by its owner: counted,
+    and no longer claimed once MAX_ATTEMPTS such claims were lost (dead_letter_undeliverable)."""
     return f"""
     WITH claimed AS (
         UPDATE events SET lease_owner = :owner, lease_lock = :lock,
@@ -67,9 +60,7 @@ def _claim_statement(scope: str) -> str:
            jsonb_build_object(
                'event_type', claimed.kind,
                'event_id', claimed.id,
-               'event', jsonb_build_object('occurred_at', to_char(claimed.occurred_at AT TIME ZONE 'UTC',
-                                                                  'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
-                        || (CASE claimed.kind {_DETAILS} END - 'event_id')
+               'event', {event_fields("claimed")}
            )::text AS body
     FROM claimed
     ORDER BY claimed.id

@@ -1,17 +1,18 @@
-"""Events stored and read: generated events in bulk, the counts reports and scorecards show, what retention
-deletes."""
+"""Events stored and read: generated events in bulk, the counts reports and scorecards show, exports, what
+retention deletes."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import TextClause, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .generator import Detail, GeneratedEvent
@@ -28,6 +29,26 @@ from .models import (
 from .scoring import CampaignCounts, ScenarioCounts
 
 INSERT_BATCH = 2_000
+
+
+def iso_time(column: str) -> str:
+    """SQL for a timestamp as the native shape writes it: ISO 8601, UTC, with microseconds."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+
+def event_fields(alias: str) -> str:
+    """SQL for the native shape's `event` object (docs/agent-protocol.md) of the `events` row `alias`.
+
+    Its occurred_at and its detail row, whole (to_jsonb), so that every field an analyst sees is there and
+    nothing else: the ground truth lives in a table of its own. One primary-key lookup per event for its details,
+    whatever the planner believes of the tables' sizes.
+    """
+    details = " ".join(
+        f"WHEN '{kind.value}' THEN (SELECT to_jsonb({table.name}) FROM {table.name} WHERE event_id = {alias}.id)"
+        for kind, table in DETAIL_TABLES.items()
+    )
+    occurred_at = iso_time(f"{alias}.occurred_at")
+    return f"(jsonb_build_object('occurred_at', {occurred_at}) || (CASE {alias}.kind {details} END - 'event_id'))"
 
 
 def _batches(events: Iterable[GeneratedEvent], size: int) -> Iterator[list[GeneratedEvent]]:
@@ -194,3 +215,83 @@ async def cycles_with_undelivered_events(session: AsyncSession, created_since: d
     if created_since is not None:
         query = query.where(Event.created_at >= created_since)
     return sorted((await session.scalars(query.distinct())).all())
+
+
+EVERY_CYCLE = (1, 2**63 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportScope:
+    """Which events an export takes: those of the cycles with ids in `cycles` that started in [since, until)."""
+
+    cycles: tuple[int, int] = EVERY_CYCLE
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"first_cycle": self.cycles[0], "last_cycle": self.cycles[1], "since": self.since, "until": self.until}
+
+
+_EXPORTED = """
+    e.cycle_id IN (
+        SELECT id FROM cycles
+        WHERE id BETWEEN :first_cycle AND :last_cycle
+          AND started_at >= COALESCE(CAST(:since AS timestamptz), '-infinity')
+          AND started_at < COALESCE(CAST(:until AS timestamptz), 'infinity')
+    )
+"""
+_EXPORT_BOUNDS = text(f"SELECT count(*), min(e.id), max(e.id) FROM events e WHERE {_EXPORTED}")
+
+
+def _attach(key: str, table: str, fields: str) -> tuple[str, str]:
+    """What `key` adds to a record, from the event's row in `table` if it has one: a join (laterally, one index
+    lookup per event) and the expression to append."""
+    join = f"""LEFT JOIN LATERAL (SELECT jsonb_build_object('{key}', jsonb_build_object({fields})) AS attached
+                                  FROM {table} WHERE {table}.event_id = e.id) {key} ON true"""
+    return join, f" || COALESCE({key}.attached, '{{}}')"
+
+
+_VERDICT = _attach(
+    "verdict",
+    "event_analyses",
+    f"'severity', severity, 'score', score, 'summary', summary, 'analysed_at', {iso_time('analysed_at')}",
+)
+_TRUTH = _attach("ground_truth", "ground_truth", "'scenario', scenario, 'campaign', campaign, 'difficulty', difficulty")
+
+
+@cache
+def _export_batch(verdicts: bool, truth: bool) -> TextClause:
+    """A batch of exported events, each as its native record's JSON text: the verdict and the ground truth only
+    when asked for, so that an export without them reads neither table."""
+    record = f"""jsonb_build_object('event_type', e.kind, 'event_id', e.id, 'uid', e.uid, 'cycle_id', e.cycle_id,
+                                    'status', e.status, 'event', {event_fields("e")})"""
+    joins = []
+    for wanted, (join, appended) in ((verdicts, _VERDICT), (truth, _TRUTH)):
+        if wanted:
+            joins.append(join)
+            record += appended
+    judged = "verdict.attached IS NOT NULL" if verdicts else "false"
+    return text(
+        f"""
+        SELECT e.id, {judged}, ({record})::text FROM events e {" ".join(joins)}
+        WHERE e.id > :after AND e.id <= :last AND {_EXPORTED}
+        ORDER BY e.id LIMIT :limit
+        """
+    )
+
+
+async def export_bounds(session: AsyncSession, scope: ExportScope) -> tuple[int, int, int]:
+    """How many events `scope` takes, and the lowest and highest of their ids (0 and 0 when there is none)."""
+    count, first, last = (await session.execute(_EXPORT_BOUNDS, scope.params())).one()
+    return int(count), int(first or 0), int(last or 0)
+
+
+async def export_batch(
+    session: AsyncSession, scope: ExportScope, after: int, last: int, limit: int, verdicts: bool, truth: bool
+) -> list[tuple[int, bool, str]]:
+    """The next `limit` events of `scope` with ids above `after` (and at most `last`), in id order, each as its
+    id, whether it carries a verdict, and its native record's JSON text. A batch at a time, each its own
+    statement: memory stays flat and no transaction stays open for the length of an export."""
+    params = scope.params() | {"after": after, "last": last, "limit": limit}
+    rows = await session.execute(_export_batch(verdicts, truth), params)
+    return [(int(event_id), bool(judged), record) for event_id, judged, record in rows]
