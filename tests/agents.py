@@ -14,6 +14,7 @@ from aiohttp import web
 
 from cyberevents.agent.rules import score
 from cyberevents.httpserver import serve
+from cyberevents.protocol import AgentRequest
 
 Responder = Callable[[dict[str, Any]], web.Response]
 
@@ -23,8 +24,8 @@ def good_verdict(request: dict[str, Any]) -> web.Response:
 
 
 def bundled_rules(request: dict[str, Any]) -> web.Response:
-    """The verdict the bundled agent gives: a realistic mix of severities and scores."""
-    severity, points, summary = score(request["event_type"], request["event"])
+    """The verdict the bundled agent gives, to either payload: a realistic mix of severities and scores."""
+    severity, points, summary = score(*AgentRequest.model_validate(request).native())
     return web.json_response({"severity": severity.value, "score": points, "summary": summary})
 
 

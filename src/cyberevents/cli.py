@@ -1,7 +1,8 @@
 """Command line: parse, configure logging, enter the event loop once, and turn expected errors into one line.
 
 Exit codes: 0 success; 1 the command ran but found a problem (run-once: some events failed, recorded, or the
-cycle was cut off; check-db: schema not at head); 2 configuration or database error; 3 run-once found another
+cycle was cut off; check-db: schema not at head; score, export: nothing to show); 2 configuration or database
+error, or an export's file that cannot be written; 3 run-once found another
 cycle running (another process holds the cycle lock); 70 an unexpected error (a bug: the traceback is printed);
 130 interrupted by Ctrl-C (SIGINT), at any moment.
 """
@@ -30,6 +31,7 @@ from .commandline import build_parser
 from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, open_write_engine, session_factory
 from .eventloop import run
+from .export import OutputError
 from .generator import Counts, generate
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind, EventStatus
@@ -317,7 +319,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if isinstance(exc, BrokenPipeError) or not database_error(exc):
                 raise
             raise _database_error(exc, settings) from exc
-    except (ConfigError, DatabaseError) as exc:
+    except (ConfigError, DatabaseError, OutputError) as exc:
         print(redact(f"cyberevents: error: {exc}"), file=sys.stderr)
         return 2
     except CycleBusy as exc:

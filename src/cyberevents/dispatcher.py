@@ -29,7 +29,7 @@ from .liveness import Liveness
 from .metrics import Metrics
 from .models import EventStatus
 from .outage import through_outage
-from .protocol import Delivery
+from .protocol import Delivery, in_ocsf
 from .redaction import Redactor
 from .tally import Tally
 
@@ -69,6 +69,7 @@ class Dispatcher:
     liveness: Liveness
     redact: Redactor
     metrics: Metrics | None = None
+    payload: Literal["native", "ocsf"] = "native"  # AGENT_PAYLOAD
 
     @property
     def batch_size(self) -> int:
@@ -135,7 +136,10 @@ class Dispatcher:
                 held = await self.liveness.ensure()
                 claimant = self.claimant if held else replace(self.claimant, lock=None)
                 async with self.writes() as session:  # one statement: its own transaction
-                    return await queue.claim(session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog")
+                    claimed = await queue.claim(
+                        session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog"
+                    )
+                return claimed if self.payload == "native" else [in_ocsf(delivery) for delivery in claimed]
         raise AssertionError("stamina retries until it returns or raises")
 
     async def _release_leases(self, after: asyncio.Task[list[Delivery]] | None) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -70,7 +70,7 @@ async def export(
     done = Exported(total=total)
     if not total:
         return done
-    with _output(destination) as out:
+    with _output(destination) as sink:
         after = first - 1
         while after < last:
             async with walks() as session:
@@ -79,9 +79,9 @@ async def export(
                 break
             after = batch[-1][0]
             if shape == "native":
-                out.write("".join(f"{record}\n" for _, _, record in batch).encode())
+                sink.write("".join(f"{record}\n" for _, _, record in batch).encode())
             else:
-                out.write(b"".join(ocsf_lines(record) for _, _, record in batch))
+                sink.write(b"".join(ocsf_lines(record) for _, _, record in batch))
             done.events += len(batch)
             done.verdicts += sum(judged for _, judged, _ in batch)
             if progress is not None:
@@ -89,23 +89,58 @@ async def export(
     return done
 
 
+class OutputError(Exception):
+    """The export's destination cannot be written (a missing directory, a full disk); one line says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sink:
+    """Where the lines go: an OSError writing them becomes an OutputError, and a pipe its reader closed (`export |
+    head`) stays itself, for cli.main to end quietly on."""
+
+    out: BinaryIO | gzip.GzipFile
+    name: str
+
+    def write(self, data: bytes) -> None:
+        self._do(self.out.write, data)
+
+    def flush(self) -> None:
+        self._do(self.out.flush)
+
+    def _do(self, action: Callable[..., object], *args: bytes) -> None:
+        try:
+            action(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+
 @contextmanager
-def _output(destination: Path | None) -> Iterator[BinaryIO]:
-    """stdout, or a file (gzip-compressed when its name ends in .gz) written as NAME.partial and renamed once
-    whole; removed if the export fails."""
+def _output(destination: Path | None) -> Iterator[_Sink]:
+    """stdout; or a file (gzip-compressed when its name ends in .gz) written as NAME.partial and renamed once
+    whole, or removed if the export fails; or, written in place, what is not a regular file (a pipe, a device)."""
     if destination is None:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        sink = _Sink(sys.stdout.buffer, "stdout")
+        yield sink
+        sink.flush()
         return
-    partial = destination.with_name(destination.name + ".partial")
+    in_place = destination.exists() and not destination.is_file()
+    target = destination if in_place else destination.with_name(destination.name + ".partial")
     try:
-        with partial.open("wb") as file:
-            if destination.suffix == ".gz":
-                with gzip.GzipFile(filename=destination.stem, mode="wb", fileobj=file, compresslevel=GZIP_LEVEL) as out:
-                    yield out  # type: ignore[misc]
-            else:
-                yield file
-        partial.replace(destination)
+        with ExitStack() as stack:
+            try:
+                file = stack.enter_context(target.open("wb"))
+            except OSError as exc:
+                raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+            compressed = destination.suffix == ".gz"
+            out = stack.enter_context(gzip.GzipFile(destination.stem, "wb", GZIP_LEVEL, file)) if compressed else file
+            sink = _Sink(out, str(target))
+            yield sink
+            sink.flush()
+        if not in_place:
+            target.replace(destination)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if not in_place:
+            target.unlink(missing_ok=True)
         raise

@@ -57,16 +57,12 @@ _VERDICT_SEVERITY = {
     Severity.CRITICAL: ((5, "Critical"), (4, "Critical")),
 }
 
-# Authentication: the method a login used, as the factors or protocol OCSF names; `is_mfa` marks the push.
+# Authentication: a password, with a push as its second factor or not, is told by its factors; any other method
+# (sso, ssh_key) by its name as the protocol, which OCSF's list of protocols does not name ("Other").
 PASSWORD = {"factor_type_id": 11, "factor_type": "Password"}
-_AUTH_METHODS: dict[str, Record] = {
+_FACTORS: dict[str, Record] = {
     "password": {"auth_factors": [PASSWORD]},
     "mfa_push": {"auth_factors": [PASSWORD, {"factor_type_id": 5, "factor_type": "Push Notification"}]},
-    "sso": {"auth_protocol_id": 99, "auth_protocol": "SSO"},
-    "ssh_key": {"auth_protocol_id": 99, "auth_protocol": "SSH public key"},
-}
-_PROTOCOL_METHODS = {
-    fields["auth_protocol"]: method for method, fields in _AUTH_METHODS.items() if "auth_protocol" in fields
 }
 
 # Network Activity: an allowed flow is traffic, a denied one a refused connection.
@@ -175,7 +171,7 @@ def _login(fields: Record) -> Record:
         "service": SIGN_IN,
         "http_request": {"user_agent": fields["user_agent"]},
         "is_mfa": method == "mfa_push",
-        **_AUTH_METHODS.get(method, {"auth_protocol_id": 99, "auth_protocol": method}),
+        **_FACTORS.get(method, {"auth_protocol_id": 99, "auth_protocol": method}),
         "message": (
             f"{'Logon' if success else 'Failed logon'} of {fields['username']} from {fields['src_ip']} "
             f"({fields['country']}) by {method}"
@@ -184,8 +180,7 @@ def _login(fields: Record) -> Record:
 
 
 def _read_login(mapped: Record) -> Record:
-    protocol = mapped.get("auth_protocol")
-    method = "mfa_push" if mapped["is_mfa"] else _PROTOCOL_METHODS.get(protocol, protocol) if protocol else "password"
+    method = mapped.get("auth_protocol", "mfa_push" if mapped["is_mfa"] else "password")
     return {
         "username": mapped["user"]["name"],
         "privileged": mapped["user"]["type_id"] == 2,

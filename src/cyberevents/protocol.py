@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from . import ocsf
 from .models import EventKind, Severity
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -34,14 +35,32 @@ class Delivery:
     body: bytes
 
 
+def in_ocsf(delivery: Delivery) -> Delivery:
+    """The delivery with its event as OCSF, `event_type` naming the class (AGENT_PAYLOAD=ocsf)."""
+    event = json.loads(delivery.body)["event"]
+    request = {
+        "event_type": ocsf.CLASSES[delivery.kind].name,
+        "event_id": delivery.event_id,
+        "event": ocsf.event(delivery.kind, delivery.uid, event),
+    }
+    return replace(delivery, body=json.dumps(request, separators=(",", ":")).encode())
+
+
 class AgentRequest(BaseModel):
-    """The request body, as an agent parses it."""
+    """The request body, as an agent parses it: the native shape, or OCSF."""
 
     model_config = ConfigDict(extra="forbid")
 
-    event_type: Literal["login", "firewall", "patch"]
+    event_type: Literal["login", "firewall", "patch", "authentication", "network_activity", "vulnerability_finding"]
     event_id: int
     event: dict[str, Any]
+
+    def native(self) -> tuple[EventKind, dict[str, Any]]:
+        """The event's kind and native fields, whichever shape it came in; KeyError, TypeError or ValueError if an
+        OCSF event lacks what cyberevents writes."""
+        if self.event_type in ocsf.KINDS:
+            return ocsf.native(self.event_type, self.event)
+        return EventKind(self.event_type), self.event
 
 
 class Verdict(BaseModel):

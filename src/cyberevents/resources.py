@@ -102,6 +102,7 @@ async def open_resources(
             liveness=liveness,
             redact=redact,
             metrics=metrics,
+            payload=settings.agent_payload,
         )
         yield Resources(settings, engine, write_engine, sessions, agent, dispatcher)
 

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     detection_threshold: Severity = Field(
         default=Severity.HIGH, description="A verdict at or above this severity flags its event, in the scorecard"
     )
+    agent_payload: Literal["native", "ocsf"] = Field(
+        default="native", description="The request's `event`: cyberevents' own fields, or the OCSF 1.5.0 event"
+    )
     agent_label: str | None = Field(
         default=None,
         min_length=1,
@@ -199,7 +202,7 @@ class Settings(BaseSettings):
             return self.agent_label
         return self.agent_url.host or str(self.agent_url) if self.agent_url else "bundled reference agent"
 
-    @field_validator("log_level", "log_format", "detection_threshold", mode="before")
+    @field_validator("log_level", "log_format", "detection_threshold", "agent_payload", mode="before")
     @classmethod
     def _normalise_case(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):

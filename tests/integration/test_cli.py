@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fa
 
 HEAD = head_revision()
 
-SUBCOMMANDS = ("migrate", "check-db", "generate")
+SUBCOMMANDS = ("migrate", "check-db", "generate", "score", "export")
 
 
 def url_env(url: URL) -> dict[str, str]:

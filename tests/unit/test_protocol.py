@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cyberevents.agent.rules import score
-from cyberevents.models import Severity
+from cyberevents.models import EventKind, Severity
 from cyberevents.protocol import InvalidVerdict, parse_verdict
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -68,7 +68,7 @@ def test_bad_verdicts_are_refused_with_a_reason(payload: bytes, complaint: str) 
     ],
 )
 def test_reference_agent_rules(event_type: str, event: dict[str, object], severity: str) -> None:
-    found, points, summary = score(event_type, event)
+    found, points, summary = score(EventKind(event_type), event)
     assert found.value == severity, summary
     assert 0 <= points <= 100
     assert summary

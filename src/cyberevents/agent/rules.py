@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..models import Severity
+from ..models import EventKind, Severity
 
 # Countries the organisation operates in; a login from elsewhere is foreign.
 HOME_COUNTRIES = frozenset({"US", "GB", "DE", "FR", "NL", "IN"})
@@ -71,16 +71,16 @@ def _patch(event: Mapping[str, Any]) -> list[Rule]:
     return rules
 
 
-_RULES: dict[str, Callable[[Mapping[str, Any]], list[Rule]]] = {
-    "login": _login,
-    "firewall": _firewall,
-    "patch": _patch,
+_RULES: dict[EventKind, Callable[[Mapping[str, Any]], list[Rule]]] = {
+    EventKind.LOGIN: _login,
+    EventKind.FIREWALL: _firewall,
+    EventKind.PATCH: _patch,
 }
 
 
-def score(event_type: str, event: Mapping[str, Any]) -> tuple[Severity, int, str]:
+def score(kind: EventKind, event: Mapping[str, Any]) -> tuple[Severity, int, str]:
     """Severity, score 0–100 and a summary naming the rules that fired."""
-    rules = _RULES[event_type](event)
+    rules = _RULES[kind](event)
     total = min(100, 5 + sum(points for points, _ in rules))
-    summary = "; ".join(reason for _, reason in rules) or f"routine {event_type} event"
+    summary = "; ".join(reason for _, reason in rules) or f"routine {kind.value} event"
     return severity_of(total), total, summary

@@ -82,10 +82,11 @@ def create_app(knobs: AgentKnobs) -> web.Application:
                 stats.errors_injected += 1
                 return web.json_response({"error": "injected failure (--error-rate)"}, status=503)
             try:
-                event = AgentRequest.model_validate_json(await request.read())
+                severity, points, summary = score(*AgentRequest.model_validate_json(await request.read()).native())
             except ValidationError as exc:
                 return web.json_response({"error": str(exc.errors()[0]["msg"])}, status=400)
-            severity, points, summary = score(event.event_type, event.event)
+            except (KeyError, TypeError, ValueError) as exc:  # an event lacking the fields, or of other types
+                return web.json_response({"error": f"not an event as cyberevents writes it: {exc!r}"}, status=400)
             stats.analysed += 1
             return web.json_response(
                 {"severity": severity.value, "score": points, "summary": summary, "agent": "cyberevents-reference"},
