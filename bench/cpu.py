@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import DEFAULT_SERVER, _recreate, event_counts, positive, reference_agent
+from bench.run import DEFAULT_SERVER, event_counts, positive, recreate, reference_agent
 from cyberevents import cli
 from cyberevents.dispatcher import Dispatcher, Scope
 from cyberevents.eventloop import run
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with reference_agent() as (agent_pid, agent_url):
         os.environ.update(
-            DATABASE_URL=run(_recreate(server)), AGENT_URL=agent_url, DISPATCH_WORKERS=str(args.workers),
+            DATABASE_URL=run(recreate(server)), AGENT_URL=agent_url, DISPATCH_WORKERS=str(args.workers),
             LOG_LEVEL="WARNING",
         )  # fmt: skip
         Dispatcher.dispatch = measured_dispatch  # type: ignore[method-assign]

@@ -78,7 +78,7 @@ class Result:
         return self.dispatch_seconds / self.ideal if self.ideal else float("nan")
 
 
-async def _recreate(server: str) -> str:
+async def recreate(server: str) -> str:
     connection = await asyncpg.connect(server)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
@@ -152,7 +152,7 @@ async def raw_commit_rate(dsn: str, workers: int, commits: int) -> float:
             await connection.close()
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     names = {"DATABASE_URL", "AGENT_URL", "AGENT_TOKEN", "DISPATCH_WORKERS", "LOG_LEVEL"}
     return {key: value for key, value in os.environ.items() if key not in names}
 
@@ -168,7 +168,7 @@ def reference_agent(latency_ms: float = 0.0) -> Iterator[tuple[int, str]]:
     """A `cyberevents agent` process answering after `latency_ms`: yields its pid and analyse URL, stopped on exit."""
     agent = subprocess.Popen(
         [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", str(latency_ms)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=clean_env(),
     )  # fmt: skip
     try:
         assert agent.stdout is not None
@@ -179,9 +179,9 @@ def reference_agent(latency_ms: float = 0.0) -> Iterator[tuple[int, str]]:
 
 
 def run_case(case: Case, server: str) -> Result:
-    database_url = run(_recreate(server))
+    database_url = run(recreate(server))
     with reference_agent(case.latency_ms) as (_, agent_url):
-        env = _clean_env() | {
+        env = clean_env() | {
             "DATABASE_URL": database_url,
             "AGENT_URL": agent_url,
             "DISPATCH_WORKERS": str(case.workers),

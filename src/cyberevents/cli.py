@@ -179,7 +179,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     verdicts = f" and {done.verdicts:,} verdicts" if args.with_verdicts else ""
     where = args.output or "stdout"
     print(
-        f"exported {done.events:,} events{verdicts} ({shape}) to {where} in {time.monotonic() - started:.1f}s",
+        f"exported {done.events:,} events{verdicts} ({shape}) to {where} in {time.monotonic() - started:.2f}s",
         file=sys.stderr,
     )
     return 0
