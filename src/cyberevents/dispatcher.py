@@ -28,6 +28,7 @@ from .db import database_unavailable, driver_error, one_line
 from .liveness import Liveness
 from .metrics import Metrics
 from .models import EventStatus
+from .ocsf import Shape
 from .outage import through_outage
 from .protocol import Delivery, in_ocsf
 from .redaction import Redactor
@@ -69,7 +70,7 @@ class Dispatcher:
     liveness: Liveness
     redact: Redactor
     metrics: Metrics | None = None
-    payload: Literal["native", "ocsf"] = "native"  # AGENT_PAYLOAD
+    payload: Shape = "native"  # AGENT_PAYLOAD
 
     @property
     def batch_size(self) -> int:

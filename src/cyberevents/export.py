@@ -10,18 +10,18 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import ocsf, repository
 from .models import EventKind
+from .ocsf import Shape
 from .progress import Progress
 from .repository import ExportScope
 
 BATCH = 2_000
-GZIP_LEVEL = 6  # zlib's own default: near the best ratio on JSON, several times faster than gzip's 9
-Format = Literal["ocsf", "native"]
+GZIP_LEVEL = 6  # zlib's own default, not gzip's 9: the choice is measured in docs/performance.md
 
 
 @dataclass
@@ -53,7 +53,7 @@ async def export(
     scope: ExportScope,
     destination: Path | None,
     *,
-    shape: Format = "ocsf",
+    shape: Shape = "ocsf",
     verdicts: bool = False,
     truth: bool = False,
     progress: Progress | None = None,

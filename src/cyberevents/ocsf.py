@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from . import __version__
 from .models import EventKind, Severity
@@ -24,6 +24,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
 Record = dict[str, Any]
+# The two shapes an event is written in: cyberevents' own (docs/agent-protocol.md), or OCSF.
+Shape = Literal["native", "ocsf"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .generator import DEFAULT_SUBTLE_SHARE
 from .models import Severity
+from .ocsf import Shape
 from .schedule import expand, next_slot
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     detection_threshold: Severity = Field(
         default=Severity.HIGH, description="A verdict at or above this severity flags its event, in the scorecard"
     )
-    agent_payload: Literal["native", "ocsf"] = Field(
+    agent_payload: Shape = Field(
         default="native", description="The request's `event`: cyberevents' own fields, or the OCSF 1.5.0 event"
     )
     agent_label: str | None = Field(
