@@ -27,7 +27,7 @@ from typing import Any
 
 from . import export, migrations, ocsf, queue, report
 from .agent.server import AgentKnobs, serve
-from .commandline import build_parser
+from .commandline import STDOUT, build_parser
 from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, open_write_engine, session_factory
 from .eventloop import run
@@ -162,7 +162,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
                     session_factory(engine),
                     session_factory(walks),
                     scope,
-                    args.output,
+                    None if args.output == STDOUT else args.output,
                     shape=args.format,
                     verdicts=args.with_verdicts,
                     truth=args.with_truth,
@@ -177,7 +177,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     shape = f"OCSF {ocsf.VERSION}" if args.format == "ocsf" else "native"
     verdicts = f" and {done.verdicts:,} verdicts" if args.with_verdicts else ""
-    where = args.output or "stdout"
+    where = "stdout" if args.output in (None, STDOUT) else args.output
     print(
         f"exported {done.events:,} events{verdicts} ({shape}) to {where} in {time.monotonic() - started:.2f}s",
         file=sys.stderr,

@@ -11,6 +11,8 @@ from .argtypes import cycle_span, timestamp, within
 from .models import EventKind, EventStatus
 from .settings import MAX_EVENTS_PER_KIND
 
+STDOUT = Path("-")  # as a file name
+
 _event_count = within(int, 0, MAX_EVENTS_PER_KIND)  # the cap the settings give LOGIN_EVENTS and the others
 
 
@@ -108,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--since", type=timestamp, help="the cycles started at or after this ISO time")
     exporting.add_argument("--until", type=timestamp, help="... and before this ISO time")
     exporting.add_argument(
-        "--output", "-o", type=Path, help="write to this file (gzip-compressed if it ends in .gz); default stdout"
+        "--output",
+        "-o",
+        type=Path,
+        help="write to this file (gzip-compressed if it ends in .gz); default (or -) stdout",
     )
     exporting.add_argument("--format", choices=["ocsf", "native"], default="ocsf", help="default ocsf")
     exporting.add_argument(

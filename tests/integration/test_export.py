@@ -161,7 +161,7 @@ def test_run_once_with_the_ocsf_payload_and_the_bundled_agent_then_export(databa
     assert not output.with_name(output.name + ".partial").exists()
     with gzip.open(output, "rt") as lines:
         assert sum(1 for _ in lines) == 868
-    piped = cli("export", "--cycle", "1-1", "--format", "native", env=env)
+    piped = cli("export", "--cycle", "1-1", "--format", "native", "--output", "-", env=env)
     assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 434
     assert "ground_truth" not in piped.stdout and "verdict" not in piped.stdout
 

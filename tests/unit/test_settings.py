@@ -56,7 +56,9 @@ def test_settings_come_from_unprefixed_environment_variables(monkeypatch: pytest
     monkeypatch.setenv("DATABASE_URL", "postgres://u:pw@db/app")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("DETECTION_THRESHOLD", " Critical ")  # as pasted
+    monkeypatch.setenv("AGENT_PAYLOAD", "OCSF ")
     settings = load_settings(_env_file=None)
+    assert settings.agent_payload == "ocsf"
     assert settings.dispatch_workers == 25
     assert settings.log_level == "DEBUG"
     assert settings.detection_threshold is Severity.CRITICAL
@@ -92,6 +94,7 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytes
             "DETECTION_THRESHOLD='severe': Input should be 'low', 'medium', 'high' or 'critical'",
         ),
         ("DATABASE_URL", "mysql://root:hunter2@db/app", "DATABASE_URL: scheme 'mysql' is not PostgreSQL"),
+        ("AGENT_PAYLOAD", "json", "AGENT_PAYLOAD='json': Input should be 'native' or 'ocsf'"),
     ],
 )
 def test_a_bad_value_gets_one_line_naming_the_variable(
