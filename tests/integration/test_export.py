@@ -21,6 +21,7 @@ from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.db import open_write_engine, session_factory
 from cyberevents.generator import BENIGN, SCENARIOS, Counts
 from cyberevents.models import Event, EventAnalysis, EventKind, EventStatus
+from cyberevents.progress import Progress
 from cyberevents.repository import ExportScope
 from cyberevents.resources import open_service
 from tests.agents import bundled_rules, recording_agent
@@ -28,6 +29,7 @@ from tests.conftest import MakeSettings
 from tests.integration.test_scoring import rules_but_every_seventh_fails
 from tests.ocsf_schema import ocsf_errors
 from tests.support import cli
+from tests.unit.test_progress import Terminal
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +94,11 @@ async def test_a_native_export_carries_what_the_agent_was_sent_and_asks_for_the_
         result = await run_cycle(resources, CycleRequest(Counts(63, 319, 52)))
     assert result is not None
     sent = {body["event_id"]: body for _, body in agent.requests}
-    records = await exported(engine, tmp_path / "native.jsonl", shape="native", verdicts=True, truth=True)
+    terminal = Terminal()
+    records = await exported(
+        engine, tmp_path / "native.jsonl", shape="native", verdicts=True, truth=True, progress=Progress(terminal)
+    )
+    assert terminal.getvalue().endswith("\r\x1b[2Kexported 434/434 events")  # the live line on a terminal
     assert len(records) == len(sent) == 434
     for record in records:
         assert {key: record[key] for key in ("event_type", "event_id", "event")} == sent[record["event_id"]]
