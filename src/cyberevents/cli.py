@@ -153,23 +153,27 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     if args.since and args.until and args.since >= args.until:
         raise ConfigError(f"--since ({args.since.isoformat()}) must come before --until ({args.until.isoformat()})")
     scope = ExportScope(args.cycle or EVERY_CYCLE, args.since, args.until)
-    progress, started = Progress(sys.stderr), time.monotonic()
+    to_stdout = args.output in (None, STDOUT)
+    # No progress on the terminal the lines themselves are printed on: it would land among them.
+    progress = None if to_stdout and sys.stdout.isatty() else Progress(sys.stderr)
+    started = time.monotonic()
     try:
         async with open_engine(settings, pool_size=1) as engine:
             await ensure_schema(engine, settings)
-            async with open_write_engine(engine, pool_size=1) as walks:
+            async with open_write_engine(engine, pool_size=1) as index_walks:
                 done = await export.export(
                     session_factory(engine),
-                    session_factory(walks),
+                    session_factory(index_walks),
                     scope,
-                    None if args.output == STDOUT else args.output,
+                    None if to_stdout else args.output,
                     shape=args.format,
                     verdicts=args.with_verdicts,
                     truth=args.with_truth,
                     progress=progress,
                 )
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     if not done.total:
         which = f"cycle {_span_text(args.cycle)}" if args.cycle else "any cycle"
         when = " started in that time" if args.since or args.until else ""
@@ -177,7 +181,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     shape = f"OCSF {ocsf.VERSION}" if args.format == "ocsf" else "native"
     verdicts = f" and {done.verdicts:,} verdicts" if args.with_verdicts else ""
-    where = "stdout" if args.output in (None, STDOUT) else args.output
+    where = "stdout" if to_stdout else args.output
     print(
         f"exported {done.events:,} events{verdicts} ({shape}) to {where} in {time.monotonic() - started:.2f}s",
         file=sys.stderr,

@@ -28,9 +28,8 @@ from .db import database_unavailable, driver_error, one_line
 from .liveness import Liveness
 from .metrics import Metrics
 from .models import EventStatus
-from .ocsf import Shape
 from .outage import through_outage
-from .protocol import Delivery, in_ocsf
+from .protocol import Delivery, Shape, in_ocsf
 from .redaction import Redactor
 from .tally import Tally
 
@@ -140,8 +139,8 @@ class Dispatcher:
                     claimed = await queue.claim(
                         session, cycle_id, claimant, self.batch_size, backlog=scope == "backlog"
                     )
-                return claimed if self.payload == "native" else [in_ocsf(delivery) for delivery in claimed]
-        raise AssertionError("stamina retries until it returns or raises")
+        # Mapped outside the retries: they are for the database, and the claim has committed.
+        return claimed if self.payload == "native" else [in_ocsf(delivery) for delivery in claimed]
 
     async def _release_leases(self, after: asyncio.Task[list[Delivery]] | None) -> None:
         """Give back what was claimed and not delivered, the batch claimed ahead included once it has landed."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import ocsf, repository
 from .models import EventKind
-from .ocsf import Shape
 from .progress import Progress
+from .protocol import Shape
 from .repository import ExportScope
 
 BATCH = 2_000
@@ -30,7 +31,7 @@ class Exported:
     total: int = 0  # what the scope held when the export began
     verdicts: int = 0
 
-    def progress(self) -> str:
+    def describe(self) -> str:
         return f"exported {self.events:,}/{self.total:,} events"
 
 
@@ -49,7 +50,7 @@ def _line(record: ocsf.Record) -> bytes:
 
 async def export(
     sessions: async_sessionmaker[AsyncSession],
-    walks: async_sessionmaker[AsyncSession],
+    index_walks: async_sessionmaker[AsyncSession],
     scope: ExportScope,
     destination: Path | None,
     *,
@@ -60,7 +61,7 @@ async def export(
 ) -> Exported:
     """Write the events of `scope` to `destination` (stdout when None), one JSON object per line, in id order.
 
-    Batches are read in `walks`, sessions whose planner can only walk the events' primary key in order (the
+    Batches are read in `index_walks`, sessions whose planner can only walk the events' primary key in order (the
     write pool, db.open_write_engine): with the statistics of a freshly stored cycle, PostgreSQL otherwise read
     the whole rest of the export for every batch. Nothing is written when the scope holds no event. A file is
     written beside its name and renamed into place once complete: a file under the name asked for is whole.
@@ -73,7 +74,7 @@ async def export(
     with _output(destination) as sink:
         after = first - 1
         while after < last:
-            async with walks() as session:
+            async with index_walks() as session:
                 batch = await repository.export_batch(session, scope, after, last, BATCH, verdicts, truth)
             if not batch:
                 break
@@ -85,7 +86,7 @@ async def export(
             done.events += len(batch)
             done.verdicts += sum(judged for _, judged, _ in batch)
             if progress is not None:
-                progress.show(Exported.progress, done, finished=done.events >= done.total)
+                progress.show(Exported.describe, done, finished=done.events >= done.total)
     return done
 
 
@@ -93,54 +94,59 @@ class OutputError(Exception):
     """The export's destination cannot be written (a missing directory, a full disk); one line says why."""
 
 
+@contextmanager
+def _writing(name: str) -> Iterator[None]:
+    """An OSError in what it wraps becomes an OutputError naming `name`; a pipe its reader closed (`export | head`)
+    stays itself, for cli.main to end quietly on."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {name}: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class _Sink:
-    """Where the lines go: an OSError writing them becomes an OutputError, and a pipe its reader closed (`export |
-    head`) stays itself, for cli.main to end quietly on."""
-
     out: BinaryIO | gzip.GzipFile
     name: str
 
     def write(self, data: bytes) -> None:
-        self._do(self.out.write, data)
-
-    def flush(self) -> None:
-        self._do(self.out.flush)
-
-    def _do(self, action: Callable[..., object], *args: bytes) -> None:
-        try:
-            action(*args)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+        with _writing(self.name):
+            self.out.write(data)
 
 
 @contextmanager
 def _output(destination: Path | None) -> Iterator[_Sink]:
-    """stdout; or a file (gzip-compressed when its name ends in .gz) written as NAME.partial and renamed once
-    whole, or removed if the export fails; or, written in place, what is not a regular file (a pipe, a device)."""
+    """stdout; or a file (gzip-compressed when its name ends in .gz) written as NAME.partial and renamed once whole
+    and on disk, or removed if the export fails; or, written in place, what is not a regular file (a pipe, a device).
+    A symbolic link is written through."""
     if destination is None:
-        sink = _Sink(sys.stdout.buffer, "stdout")
-        yield sink
-        sink.flush()
+        yield _Sink(sys.stdout.buffer, "stdout")
+        with _writing("stdout"):
+            sys.stdout.buffer.flush()
         return
-    in_place = destination.exists() and not destination.is_file()
-    target = destination if in_place else destination.with_name(destination.name + ".partial")
+    name = str(destination)
+    with _writing(name):
+        real = destination.resolve()
+        in_place = real.exists() and not real.is_file()
+        target = real if in_place else real.with_name(real.name + ".partial")
+        file = target.open("wb")
     try:
-        with ExitStack() as stack:
-            try:
-                file = stack.enter_context(target.open("wb"))
-            except OSError as exc:
-                raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-            compressed = destination.suffix == ".gz"
-            out = stack.enter_context(gzip.GzipFile(destination.stem, "wb", GZIP_LEVEL, file)) if compressed else file
-            sink = _Sink(out, str(target))
-            yield sink
-            sink.flush()
-        if not in_place:
-            target.replace(destination)
+        out = gzip.GzipFile(destination.stem, "wb", GZIP_LEVEL, file) if destination.suffix == ".gz" else file
+        yield _Sink(out, name)
+        with _writing(name):
+            if out is not file:
+                out.close()  # the GzipFile writes its trailer, and leaves `file` open
+            file.flush()
+            if not in_place:
+                os.fsync(file.fileno())
+            file.close()
+            if not in_place:
+                target.replace(real)
     except BaseException:
+        with suppress(OSError):
+            file.close()
         if not in_place:
             target.unlink(missing_ok=True)
         raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from . import __version__
 from .models import EventKind, Severity
@@ -24,8 +24,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
 Record = dict[str, Any]
-# The two shapes an event is written in: cyberevents' own (docs/agent-protocol.md), or OCSF.
-Shape = Literal["native", "ocsf"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +67,7 @@ _FACTORS: dict[str, Record] = {
 
 # Network Activity: an allowed flow is traffic, a denied one a refused connection.
 _DIRECTIONS = {"inbound": (1, "Inbound"), "outbound": (2, "Outbound")}
-_PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+_PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}
 _ACTIONS = {  # action: activity, (action_id, caption), (disposition_id, caption)
     "allow": ((6, "Traffic"), (1, "Allowed"), (1, "Allowed")),
     "deny": ((5, "Refuse"), (2, "Denied"), (2, "Blocked")),

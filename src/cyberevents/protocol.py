@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from . import ocsf
 from .models import EventKind, Severity
 
+# The two shapes an event is sent (AGENT_PAYLOAD) and exported in: cyberevents' own, or OCSF 1.5.0 (ocsf.py).
+Shape = Literal["native", "ocsf"]
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Optional in a 200 answer: the agent's version, recorded with the scorecards it earns.
 VERSION_HEADER = "X-Agent-Version"

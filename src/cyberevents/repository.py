@@ -243,10 +243,10 @@ _EXPORTED = """
 _EXPORT_BOUNDS = text(f"SELECT count(*), min(e.id), max(e.id) FROM events e WHERE {_EXPORTED}")
 
 
-def _attach(key: str, table: str, fields: str) -> tuple[str, str]:
+def _attach(key: str, table: str, columns: str) -> tuple[str, str]:
     """What `key` adds to a record, from the event's row in `table` if it has one: a join (laterally, one index
     lookup per event) and the expression to append."""
-    join = f"""LEFT JOIN LATERAL (SELECT jsonb_build_object('{key}', jsonb_build_object({fields})) AS attached
+    join = f"""LEFT JOIN LATERAL (SELECT jsonb_build_object('{key}', jsonb_build_object({columns})) AS attached
                                   FROM {table} WHERE {table}.event_id = e.id) {key} ON true"""
     return join, f" || COALESCE({key}.attached, '{{}}')"
 

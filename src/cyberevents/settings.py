@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .generator import DEFAULT_SUBTLE_SHARE
 from .models import Severity
-from .ocsf import Shape
+from .protocol import Shape
 from .schedule import expand, next_slot
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.

@@ -1,4 +1,6 @@
-"""The OCSF mapping, against OCSF 1.5.0's own schema: every value a field can hold, not only those generated."""
+"""The OCSF mapping, against OCSF 1.5.0's own schema: any value a field can take in the native shape, within the
+ranges docs/agent-protocol.md gives (ports 0–65535, CVSS 0.0–10.0, country codes of two characters), any text for
+the names, not only those generated."""
 
 from __future__ import annotations
 
@@ -70,6 +72,8 @@ VERDICTS = st.fixed_dictionaries(
         "analysed_at": MOMENTS,
     }
 )
+# A verdict's severity as OCSF's severity_id and risk_level_id (their captions: the schema's enums).
+VERDICT_LEVELS = {"low": (2, 1), "medium": (3, 2), "high": (4, 3), "critical": (5, 4)}
 TRUTH = st.fixed_dictionaries(
     {
         "scenario": st.text(max_size=32),
@@ -112,7 +116,10 @@ def test_every_verdict_is_a_valid_detection_finding_on_its_event(
     assert finding["metadata"]["uid"] != str(uid)
     assert finding["risk_score"] == verdict["score"]
     assert finding["message"] == verdict["summary"]
-    assert finding["severity"].lower() == verdict["severity"]
+    assert (finding["severity_id"], finding["risk_level_id"], finding["severity"].lower()) == (
+        *VERDICT_LEVELS[verdict["severity"]],
+        verdict["severity"],
+    )
     assert event == ocsf.event(kind, uid, {"occurred_at": occurred_at, **fields}), "the event itself is left alone"
 
 

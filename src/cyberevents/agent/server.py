@@ -85,7 +85,12 @@ def create_app(knobs: AgentKnobs) -> web.Application:
                 severity, points, summary = score(*AgentRequest.model_validate_json(await request.read()).native())
             except ValidationError as exc:
                 return web.json_response({"error": str(exc.errors()[0]["msg"])}, status=400)
-            except (KeyError, TypeError, ValueError) as exc:  # an event lacking the fields, or of other types
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                ArithmeticError,
+            ) as exc:  # fields missing, or of no use to the rules
                 return web.json_response({"error": f"not an event as cyberevents writes it: {exc!r}"}, status=400)
             stats.analysed += 1
             return web.json_response(

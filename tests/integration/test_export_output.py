@@ -1,4 +1,5 @@
-"""Where an export writes: a file appears whole under its name or not at all, and what is not a file stays so."""
+"""Where an export writes: a file appears whole under its name or not at all, what is not a regular file stays so,
+and every failure to write is one line."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_a_write_that_fails_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
     limits, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, limits[1]))
     try:
-        with pytest.raises(OutputError, match=r"^cannot write .*cycle\.jsonl\.partial: File too large$"):
+        with pytest.raises(OutputError, match=r"^cannot write .*cycle\.jsonl: File too large$"):
             write_too_much(tmp_path / "cycle.jsonl")
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
@@ -69,3 +70,19 @@ def test_a_write_that_fails_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
 def write_too_much(destination: Path) -> None:
     with _output(destination) as sink:
         sink.write(b"{}\n" * 100_000)
+
+
+def test_a_symbolic_link_is_written_through(tmp_path: Path) -> None:
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_text("the earlier export\n")
+    link.symlink_to(real)
+    with _output(link) as sink:
+        sink.write(b"{}\n")
+    assert link.is_symlink()
+    assert real.read_text() == "{}\n"
+
+
+def test_a_name_the_file_system_refuses_is_one_line(tmp_path: Path) -> None:
+    too_long = tmp_path / ("x" * 300)
+    with pytest.raises(OutputError, match=r"^cannot write .*x{300}: File name too long$"):
+        write_too_much(too_long)
