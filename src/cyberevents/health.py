@@ -1,4 +1,5 @@
-"""The health server for orchestrators: /livez (/healthz), /readyz, /status and /metrics. Read-only.
+"""The health server for orchestrators: /livez (/healthz), /readyz, /status and /metrics, and the status page
+for people at /. Read-only.
 
 Liveness never looks at the database or the agent (a database blip must not get every replica restarted);
 readiness does. Bodies follow the `application/health+json` shape: status pass / warn / fail, and checks.
@@ -19,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import __version__, migrations, repository
+from . import __version__, dashboard, migrations, page, repository
 from .aio import stopped_within
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
@@ -27,6 +28,7 @@ from .db import database_error, database_problem, driver_error, one_line, sessio
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
+from .settings import Settings
 from .tally import Tally
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ HEALTH_JSON = "application/health+json"
 MAX_REQUESTS_AT_ONCE = 64
 # How long a database read behind /readyz, /status or /metrics is reused: scrapes and probes cost no query each.
 REMEMBER_SECONDS = 1.0
+# How long the status page's database reads are reused: it polls every few seconds, in as many tabs as are open.
+PAGE_SECONDS = 2.0
 # The loop monitor beats every second; this many seconds without a beat means the loop is not healthy.
 STALE_AFTER = 10.0
 
@@ -141,10 +145,12 @@ def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
     return web.json_response(body, status=200 if status != "fail" else 503, content_type=HEALTH_JSON)
 
 
-def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedule: dict[str, str]) -> web.Application:
+def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, settings: Settings) -> web.Application:
     """`engine` is the health server's own (db.open_probe_engine): its reads never queue behind a cycle's, nor
-    a cycle's behind them. Database reads are remembered for a second and shared by the requests that wait for them.
+    a cycle's behind them. Database reads are remembered for a second (the page's for PAGE_SECONDS) and shared by
+    the requests that wait for them, so that probes, scrapes and the page open in many tabs cost a cycle nothing.
     """
+    schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
     at_once = asyncio.Semaphore(MAX_REQUESTS_AT_ONCE)
 
     @web.middleware
@@ -206,42 +212,48 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
         return _health(status, checks)
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def readiness() -> dict[str, Any]:
         checks: dict[str, Any] = dict(await database.get())
         checks["shutdown"] = {
             "status": "fail" if state.stop.is_set() else "pass",
             "output": "draining for shutdown" if state.stop.is_set() else "",
         }
+        return checks
+
+    async def readyz(request: web.Request) -> web.Response:
+        checks = await readiness()
         status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
         return _health(status, checks)
 
+    def running_cycle() -> dict[str, Any] | None:
+        if (running := state.running) is None:
+            return None
+        return {
+            "trigger": running.trigger.value,
+            "slot": running.slot_at.isoformat() if running.slot_at else None,
+            "started_at": running.started_at.isoformat(),
+            "in_flight": running.tally.in_flight,
+            "kinds": {
+                kind.value: {"total": t.total, "analysed": t.analysed, "failed": t.failed}
+                for kind, t in running.tally.kinds.items()
+            },
+        }
+
     async def status(request: web.Request) -> web.Response:
         await refresh_backlog()
-        running = state.running
         next_run = state.scheduler.next_run if state.scheduler else None
         body: dict[str, Any] = {
             "version": __version__,
             "state": _state_of(state),
             "uptime_seconds": round(time.monotonic() - state.started_at, 1),
             "schedule": schedule | {"next_run": next_run.isoformat() if next_run else None},
-            "running_cycle": None,
+            "running_cycle": running_cycle(),
             "last_cycle": None,
             "pending_backlog": state.pending,
             "dead_lettered": state.dead_lettered,
             "agent_circuit": circuit_status(state.breaker),
             "database": {"status": "ok"} if state.database is None else {"status": "fail", "output": state.database},
         }
-        if running is not None:
-            body["running_cycle"] = {
-                "trigger": running.trigger.value,
-                "slot": running.slot_at.isoformat() if running.slot_at else None,
-                "started_at": running.started_at.isoformat(),
-                "in_flight": running.tally.in_flight,
-                "kinds": {
-                    kind.value: {"total": t.total, "analysed": t.analysed, "failed": t.failed}
-                    for kind, t in running.tally.kinds.items()
-                },
-            }
         if state.last is not None:
             body["last_cycle"] = state.last.as_json()
         return web.json_response(body)
@@ -256,7 +268,35 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, schedu
         metrics.in_flight.set(state.running.tally.in_flight if state.running else 0)
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
+    async def read_page() -> dashboard.Snapshot | None:
+        try:
+            return await dashboard.read(session_factory(engine), settings.detection_threshold)
+        except Exception as exc:  # whatever the driver raises: the page shows the last figures it read
+            if not database_error(exc):
+                raise
+            return None
+
+    page_data, last_read = Recent(read_page, PAGE_SECONDS), dashboard.Snapshot.empty()
+    shown = page.shown(settings)
+
+    async def status_page(request: web.Request) -> web.Response:
+        nonlocal last_read
+        last_read = await page_data.get() or last_read
+        checks = await readiness()
+        now = page.Now(
+            _state_of(state),
+            [check.get("output") or name for name, check in checks.items() if check["status"] == "fail"],
+            state.scheduler.next_run if state.scheduler else None,
+            circuit_status(state.breaker),
+            running_cycle(),
+            state.last,
+        )
+        script_nonce = page.nonce()
+        html = page.render_page(last_read, now, shown, script_nonce, main_only=request.query.get("part") == "main")
+        return web.Response(text=html, content_type="text/html", headers=page.headers(script_nonce))
+
     app = web.Application(middlewares=[bounded])
+    app.router.add_get("/", status_page)
     app.router.add_get("/livez", livez)
     app.router.add_get("/healthz", livez)
     app.router.add_get("/readyz", readyz)

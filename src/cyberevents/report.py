@@ -42,7 +42,7 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> Datab
         if revision != head:
             return DatabaseReport(location, version, revision, head, {}, {}, [])
         cycles = await ledger.recent_cycles(session, limit=10)
-        latest = _kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
+        latest = kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
         scored, score = next(((cycle, card) for cycle, (_, card) in latest.items()), (None, None))
         return DatabaseReport(
             location,
@@ -127,10 +127,10 @@ async def kept_scorecards(
             ids = await ledger.scored_cycles_between(session, *between)
         else:
             ids = await ledger.last_scored_cycles(session, last)
-        return _kept(await ledger.scores(session, ids))
+        return kept(await ledger.scores(session, ids))
 
 
-def _kept(rows: Sequence[CycleScore]) -> dict[int, tuple[str, Scorecard]]:
+def kept(rows: Sequence[CycleScore]) -> dict[int, tuple[str, Scorecard]]:
     """Cycle id → (the agent it judged, its scorecard), from the ledger's rows."""
     return {row.cycle_id: (row.agent_label, from_stored(row.threshold, row.counts)) for row in rows}
 
@@ -149,7 +149,7 @@ async def kept_spans(engine: AsyncEngine, spans: Sequence[tuple[int, int]]) -> l
     """The kept scorecards of each span of cycle ids (first, last), both ends included."""
     async with session_factory(engine)() as session:
         return [
-            _kept(await ledger.scores(session, await ledger.scored_cycles_in(session, first, last)))
+            kept(await ledger.scores(session, await ledger.scored_cycles_in(session, first, last)))
             for first, last in spans
         ]
 

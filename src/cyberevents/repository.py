@@ -118,9 +118,41 @@ async def events_by_kind_and_status(session: AsyncSession) -> dict[tuple[str, st
     return {(kind.value, status.value): count for kind, status, count in rows}
 
 
-async def analyses_by_severity(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(select(EventAnalysis.severity, func.count()).group_by(EventAnalysis.severity))
-    return {severity.value: count for severity, count in rows}
+async def analyses_by_severity(session: AsyncSession, cycle_id: int | None = None) -> dict[str, int]:
+    """Verdicts per severity: all of them, or those on the events of one cycle."""
+    query = select(EventAnalysis.severity, func.count()).group_by(EventAnalysis.severity)
+    if cycle_id is not None:
+        query = query.join(Event, Event.id == EventAnalysis.event_id).where(Event.cycle_id == cycle_id)
+    return {severity.value: count for severity, count in await session.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class ShownVerdict:
+    event_id: int
+    kind: EventKind
+    severity: Severity
+    score: int
+    summary: str
+    analysed_at: datetime
+
+
+async def latest_verdicts(session: AsyncSession, severities: Sequence[Severity], limit: int) -> list[ShownVerdict]:
+    """The latest verdicts of these severities, newest first: a walk back along the verdicts' primary key."""
+    query = (
+        select(
+            EventAnalysis.event_id,
+            Event.kind,
+            EventAnalysis.severity,
+            EventAnalysis.score,
+            EventAnalysis.summary,
+            EventAnalysis.analysed_at,
+        )
+        .join(Event, Event.id == EventAnalysis.event_id)
+        .where(EventAnalysis.severity.in_(severities))
+        .order_by(EventAnalysis.id.desc())
+        .limit(limit)
+    )
+    return [ShownVerdict(*row) for row in await session.execute(query)]
 
 
 async def count_by_status(session: AsyncSession, status: EventStatus) -> int:

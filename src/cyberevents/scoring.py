@@ -149,22 +149,20 @@ class Scorecard:
         for row in self.scenarios:
             rate = "recall" if row.attack else "false positives"
             unscored = f", {row.failed} failed, {row.pending} pending" if row.failed or row.pending else ""
-            lines.append(
-                f"{row.name}: {row.flagged}/{row.answered} flagged, {rate} {_percent(row.flag_rate)}{unscored}"
-            )
+            lines.append(f"{row.name}: {row.flagged}/{row.answered} flagged, {rate} {percent(row.flag_rate)}{unscored}")
         detected = sum(row.detected for row in self.campaigns)
         auc = "–" if self.roc_auc is None else f"{self.roc_auc:.3f}"
         lines.append(
-            f"agent at threshold {self.threshold.value}: recall {_percent(self.recall)} (evident "
-            f"{_percent(self.recall_of(Difficulty.EVIDENT))}, subtle {_percent(self.recall_of(Difficulty.SUBTLE))}), "
+            f"agent at threshold {self.threshold.value}: recall {percent(self.recall)} (evident "
+            f"{percent(self.recall_of(Difficulty.EVIDENT))}, subtle {percent(self.recall_of(Difficulty.SUBTLE))}), "
             "false positives "
-            f"{_percent(self.false_positive_rate)}, precision {_percent(self.precision)}, ROC-AUC {auc}, "
+            f"{percent(self.false_positive_rate)}, precision {percent(self.precision)}, ROC-AUC {auc}, "
             f"campaigns detected {detected}/{len(self.campaigns)}"
         )
         return lines
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
@@ -278,12 +276,12 @@ def compare_lines(first: Scorecard, second: Scorecard, first_name: str, second_n
             rows.setdefault(row.name, [None, None])[index] = row
     lines = [f"{'':<40}{first_name:>20}{second_name:>20}{'change':>12}"]
     for name, (one, two) in rows.items():
-        cells = [f"{row.flagged}/{row.answered} {_percent(row.flag_rate)}" if row else "–" for row in (one, two)]
+        cells = [f"{row.flagged}/{row.answered} {percent(row.flag_rate)}" if row else "–" for row in (one, two)]
         change = _change(one.flag_rate if one else None, two.flag_rate if two else None)
         lines.append(f"{name:<40}{cells[0]:>20}{cells[1]:>20}{change:>12}")
     for figure in ("recall", "false_positive_rate", "precision", "roc_auc"):
         one, two = getattr(first, figure), getattr(second, figure)
-        shown = [_percent(value) if figure != "roc_auc" else _decimal(value) for value in (one, two)]
+        shown = [percent(value) if figure != "roc_auc" else _decimal(value) for value in (one, two)]
         lines.append(f"{figure.replace('_', ' '):<40}{shown[0]:>20}{shown[1]:>20}{_change(one, two):>12}")
     return lines
 

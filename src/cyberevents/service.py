@@ -107,11 +107,10 @@ class Daemon:
 
     async def run(self) -> None:
         settings, stop = self.settings, self.state.stop
-        schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
         async with AsyncExitStack() as stack:
             engine = await stack.enter_async_context(open_engine(settings, pool_size=MAIN_POOL_SIZE))
             probe_engine = await stack.enter_async_context(open_probe_engine(engine))
-            app = create_app(self.state, probe_engine, self.metrics, schedule)
+            app = create_app(self.state, probe_engine, self.metrics, settings)
             try:
                 self.health_url = await stack.enter_async_context(
                     serve(app, settings.health_host, settings.health_port)
