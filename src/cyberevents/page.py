@@ -180,7 +180,7 @@ def describe_schedule(expression: str, zone: str) -> str:
     elif len(fields) == 5 and fields[2:] == ["*"] * 3 and fields[0].isdigit() and fields[1].isdigit():
         said = f"every day at {int(fields[1]):02d}:{int(fields[0]):02d}"
     else:
-        said = f"on the cron schedule {expression}"
+        return f"on the cron schedule {expression}, {zone} time"
     return f"{said}, {zone} time ({expression})"
 
 
