@@ -25,20 +25,21 @@ from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
-from . import export, migrations, ocsf, queue, report
+from . import export, ledger, migrations, ocsf, page, queue, report
 from .agent.server import AgentKnobs, serve
 from .commandline import STDOUT, build_parser
 from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, open_write_engine, session_factory
 from .eventloop import run
-from .export import OutputError
 from .generator import Counts, generate
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind, EventStatus
+from .output import OutputError, written
 from .progress import Progress
 from .redaction import Redactor
 from .repository import EVERY_CYCLE, ExportScope
 from .resources import ensure_schema, open_service
+from .scoring import compare_rows
 from .service import graceful_stop, run_daemon
 from .settings import ConfigError, Settings, load_settings
 
@@ -189,6 +190,37 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_engine(settings, pool_size=1) as engine:
+        await ensure_schema(engine, settings)
+        if args.compare:
+            sides = await report.kept_spans(engine, args.compare)
+            if empty := [_span_text(span) for span, side in zip(args.compare, sides, strict=True) if not side]:
+                return _nothing_scored(f"cycle {empty[0]}")
+            kept = {cycle: scored for side in sides for cycle, scored in side.items()}
+        else:
+            kept = await report.kept_scorecards(engine, [args.cycle] if args.cycle else None, args.last)
+            if not kept:
+                return _nothing_scored(f"cycle #{args.cycle}" if args.cycle else None)
+        async with session_factory(engine)() as session:
+            cycles = await ledger.cycles_by_id(session, sorted(kept))
+    comparison = None
+    if args.compare:
+        try:
+            first, second = (report.combined(side) for side in sides)
+            report.check_comparable(first, second)
+            names = tuple(report.span_name(sorted(side)) for side in sides)
+            comparison = page.Comparison((names[0], names[1]), compare_rows(first, second))
+        except ValueError as exc:  # cycles scored at different thresholds do not compare
+            print(f"cyberevents: {exc}", file=sys.stderr)
+            return 1
+    title = " against ".join(comparison.names) if comparison else report.span_name(sorted(kept))
+    with written(args.html) as sink:
+        sink.write(page.render_report(kept, cycles, title, comparison).encode())
+    print(f"wrote {args.html}: {title}", file=sys.stderr)
+    return 0
+
+
 async def _requeue(args: argparse.Namespace, settings: Settings) -> int:
     statuses = [EventStatus(status) for status in args.status]
     kind = EventKind(args.kind) if args.kind else None
@@ -267,6 +299,7 @@ _HANDLERS: dict[str, Handler] = {
     "migrate": _migrate,
     "check-db": _check_db,
     "score": _score,
+    "report": _report,
     "export": _export,
     "generate": _generate,
 }

@@ -100,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(command="score")
 
+    html = commands.add_parser(
+        "report", help="the scorecard and cycle history as one self-contained HTML file, for a pull request or notes"
+    )
+    html.add_argument("--html", type=Path, required=True, metavar="FILE", help="the file to write")
+    chosen = html.add_mutually_exclusive_group()
+    chosen.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
+    chosen.add_argument(
+        "--last", type=within(int, 1, 100_000), default=10, help="the last N scored cycles (default 10)"
+    )
+    chosen.add_argument(
+        "--compare", type=cycle_span, nargs=2, metavar=("A", "B"), help='two cycles, or spans of cycles ("1-5")'
+    )
+    html.set_defaults(command="report")
+
     exporting = commands.add_parser(
         "export",
         help="stored events as JSON Lines, in OCSF 1.5.0 or the native shape, for a SIEM or a data lake",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -108,7 +108,17 @@ class CycleSummary:
 
 
 async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSummary]:
-    cycles = (await session.scalars(select(Cycle).order_by(Cycle.id.desc()).limit(limit))).all()
+    """The latest `limit` rows of the ledger, latest first."""
+    return await _summaries(session, select(Cycle).order_by(Cycle.id.desc()).limit(limit))
+
+
+async def cycles_by_id(session: AsyncSession, ids: Sequence[int]) -> list[CycleSummary]:
+    """These rows of the ledger, latest first."""
+    return await _summaries(session, select(Cycle).where(Cycle.id.in_(ids)).order_by(Cycle.id.desc()))
+
+
+async def _summaries(session: AsyncSession, query: Select[Cycle]) -> list[CycleSummary]:
+    cycles = (await session.scalars(query)).all()
     stats = (
         await session.scalars(select(CycleStat).where(CycleStat.cycle_id.in_([cycle.id for cycle in cycles])))
     ).all()

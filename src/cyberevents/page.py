@@ -8,7 +8,7 @@ import secrets
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -19,7 +19,7 @@ from .cycle import CycleResult
 from .dashboard import Snapshot
 from .ledger import CycleSummary
 from .models import CycleOutcome, Difficulty, EventKind, EventStatus, Severity
-from .scoring import Scorecard, percent
+from .scoring import Scorecard, combine, percent
 from .settings import Settings
 
 REFRESH_SECONDS = 5
@@ -165,6 +165,35 @@ def render_page(snapshot: Snapshot, now: Now, shown: Shown, script_nonce: str, m
     if main_only:
         return "".join(template.blocks["main"](template.new_context(context)))
     return template.render(context)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    names: tuple[str, str]
+    rows: list[tuple[str, str, str, str]]  # scenario or figure, first, second, change
+
+
+def render_report(
+    scorecards: dict[int, tuple[str, Scorecard]],
+    cycles: Sequence[CycleSummary],
+    title: str,
+    comparison: Comparison | None = None,
+) -> str:
+    """One self-contained HTML file: the scorecard summed over `scorecards`' events (or two compared), cycle by
+    cycle, and the cycles' rows of the ledger. It fetches nothing and runs no script: it opens offline."""
+    cards = [card for _, card in scorecards.values()]
+    return TEMPLATES.get_template("report.html").render(
+        title=title,
+        agents=sorted({agent for agent, _ in scorecards.values()}),
+        threshold=cards[0].threshold.value,
+        card=combine(cards),
+        trends=trends(scorecards),
+        scorecards=scorecards,
+        cycles=cycles,
+        comparison=comparison,
+        written_at=datetime.now(UTC),
+        nonce=nonce(),
+    )
 
 
 def describe_schedule(expression: str, zone: str) -> str:

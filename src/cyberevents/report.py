@@ -154,16 +154,17 @@ async def kept_spans(engine: AsyncEngine, spans: Sequence[tuple[int, int]]) -> l
         ]
 
 
+def combined(side: dict[int, tuple[str, Scorecard]]) -> Scorecard:
+    """A span's scorecards summed over its events; it must hold one."""
+    card = combine(card for _, card in side.values())
+    assert card is not None, "combined only when the span was scored"
+    return card
+
+
 def render_comparison(sides: Sequence[dict[int, tuple[str, Scorecard]]], as_json: bool) -> str:
     """Two spans of cycles side by side, each summed over its events, with the change per row."""
-    cards = [combine(card for _, card in side.values()) for side in sides]
-    first, second = cards
-    assert first is not None and second is not None, "compared only when both spans were scored"
-    if first.threshold != second.threshold:
-        raise ValueError(
-            f"scorecards at different DETECTION_THRESHOLDs ({first.threshold.value}, {second.threshold.value}) "
-            "flag different events: they do not compare"
-        )
+    first, second = (combined(side) for side in sides)
+    check_comparable(first, second)
     if as_json:
         return json.dumps(
             {
@@ -174,6 +175,14 @@ def render_comparison(sides: Sequence[dict[int, tuple[str, Scorecard]]], as_json
             }
         )
     return "\n".join(compare_lines(first, second, *(span_name(sorted(side)) for side in sides)))
+
+
+def check_comparable(first: Scorecard, second: Scorecard) -> None:
+    if first.threshold != second.threshold:
+        raise ValueError(
+            f"scorecards at different DETECTION_THRESHOLDs ({first.threshold.value}, {second.threshold.value}) "
+            "flag different events: they do not compare"
+        )
 
 
 def span_name(ids: Sequence[int]) -> str:

@@ -268,21 +268,28 @@ def _moment(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def compare_lines(first: Scorecard, second: Scorecard, first_name: str, second_name: str) -> list[str]:
-    """Two scorecards side by side, a row per scenario and kind and per figure, with the change from the first."""
+def compare_rows(first: Scorecard, second: Scorecard) -> list[tuple[str, str, str, str]]:
+    """Two scorecards side by side: a row per scenario and kind and per figure, each (name, first, second, the
+    change from the first)."""
     rows: dict[str, list[ScenarioCounts | None]] = {}
     for index, card in enumerate((first, second)):
         for row in card.scenarios:
             rows.setdefault(row.name, [None, None])[index] = row
-    lines = [f"{'':<40}{first_name:>20}{second_name:>20}{'change':>12}"]
+    shown: list[tuple[str, str, str, str]] = []
     for name, (one, two) in rows.items():
-        cells = [f"{row.flagged}/{row.answered} {percent(row.flag_rate)}" if row else "–" for row in (one, two)]
-        change = _change(one.flag_rate if one else None, two.flag_rate if two else None)
-        lines.append(f"{name:<40}{cells[0]:>20}{cells[1]:>20}{change:>12}")
+        a, b = (f"{row.flagged}/{row.answered} {percent(row.flag_rate)}" if row else "–" for row in (one, two))
+        shown.append((name, a, b, _change(one.flag_rate if one else None, two.flag_rate if two else None)))
     for figure in ("recall", "false_positive_rate", "precision", "roc_auc"):
-        one, two = getattr(first, figure), getattr(second, figure)
-        shown = [percent(value) if figure != "roc_auc" else _decimal(value) for value in (one, two)]
-        lines.append(f"{figure.replace('_', ' '):<40}{shown[0]:>20}{shown[1]:>20}{_change(one, two):>12}")
+        before, after = getattr(first, figure), getattr(second, figure)
+        a, b = (percent(value) if figure != "roc_auc" else _decimal(value) for value in (before, after))
+        shown.append((figure.replace("_", " "), a, b, _change(before, after)))
+    return shown
+
+
+def compare_lines(first: Scorecard, second: Scorecard, first_name: str, second_name: str) -> list[str]:
+    """Two scorecards side by side, as `score --compare` prints them."""
+    lines = [f"{'':<40}{first_name:>20}{second_name:>20}{'change':>12}"]
+    lines.extend(f"{name:<40}{one:>20}{two:>20}{change:>12}" for name, one, two, change in compare_rows(first, second))
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Where an export writes: a file appears whole under its name or not at all, what is not a regular file stays so,
+"""Where a command writes: a file appears whole under its name or not at all, what is not a regular file stays so,
 and every failure to write is one line."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cyberevents.export import OutputError, _output
+from cyberevents.output import OutputError, written
 
 
 def interrupted(destination: Path) -> None:
-    with _output(destination) as sink:
+    with written(destination) as sink:
         sink.write(b'{"half": "of an export"}\n')
         raise KeyboardInterrupt
 
@@ -33,7 +33,7 @@ def test_an_interrupted_export_leaves_the_earlier_file_as_it_was(tmp_path: Path)
 def test_a_whole_export_replaces_the_file_and_gz_is_compressed(tmp_path: Path) -> None:
     destination = tmp_path / "cycle.jsonl.gz"
     destination.write_text("the earlier export\n")
-    with _output(destination) as sink:
+    with written(destination) as sink:
         sink.write(b'{"a": 1}\n')
         assert destination.read_text() == "the earlier export\n"  # until the new one is whole
     assert gzip.decompress(destination.read_bytes()) == b'{"a": 1}\n'
@@ -45,7 +45,7 @@ def test_what_is_not_a_regular_file_is_written_in_place_and_stays_what_it_was(tm
     os.mkfifo(pipe)
     reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # a reader first, or opening it to write would wait
     try:
-        with _output(pipe) as sink:
+        with written(pipe) as sink:
             sink.write(b"{}\n")
         assert os.read(reader, 100) == b"{}\n"
     finally:
@@ -68,7 +68,7 @@ def test_a_write_that_fails_is_one_line_and_leaves_nothing(tmp_path: Path) -> No
 
 
 def write_too_much(destination: Path) -> None:
-    with _output(destination) as sink:
+    with written(destination) as sink:
         sink.write(b"{}\n" * 100_000)
 
 
@@ -76,7 +76,7 @@ def test_a_symbolic_link_is_written_through(tmp_path: Path) -> None:
     real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
     real.write_text("the earlier export\n")
     link.symlink_to(real)
-    with _output(link) as sink:
+    with written(link) as sink:
         sink.write(b"{}\n")
     assert link.is_symlink()
     assert real.read_text() == "{}\n"

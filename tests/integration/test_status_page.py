@@ -1,0 +1,61 @@
+"""The status page as the server sends it: escaped, under a strict CSP whose nonce is the page's own, with nothing
+fetched from elsewhere, and its refreshable part on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cyberevents.models import CycleScore
+from cyberevents.service import Daemon
+from tests.agents import recording_agent
+from tests.browser.test_status_page import HOSTILE, hostile_rules
+from tests.conftest import MakeSettings
+from tests.integration.test_daemon import daemon_settings, running
+from tests.support import wait_until
+
+
+async def fetch(url: str) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, dict(response.headers), await response.text()
+
+
+async def test_the_page_is_escaped_under_a_strict_policy_and_fetches_nothing(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    async with recording_agent(respond=hostile_rules) as agent:
+        settings = daemon_settings(
+            make_settings, agent.url, schedule="0 0 1 1 *", run_on_start=True, login_events=63, agent_token="tok-page"
+        )
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+
+            async def scored() -> bool:
+                async with engine.connect() as connection:
+                    return bool((await connection.execute(select(CycleScore.cycle_id))).first())
+
+            await wait_until(scored, within=60)
+            status, headers, html = await fetch(f"{daemon.health_url}/")
+            part_status, _, part = await fetch(f"{daemon.health_url}/?part=main")
+            _, again, _ = await fetch(f"{daemon.health_url}/")
+
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    policy = headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'; ")
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy and "http" not in policy
+    nonce = re.search(r"script-src 'nonce-([\w-]+)'", policy)
+    assert nonce is not None
+    assert again["Content-Security-Policy"] != policy  # a nonce per response
+    scripts = re.findall(r"<(script|style)([^>]*)>", html)
+    assert scripts and all(f'nonce="{nonce[1]}"' in attributes for _, attributes in scripts)
+    assert re.findall(r'(?:src|href)="(?!data:)', html) == []  # nothing fetched from elsewhere
+    assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html  # the agent's markup, as text
+    assert HOSTILE not in html and "tok-page" not in html
+    assert part_status == 200 and part.lstrip().startswith('<div class="grid">') and "<html" not in part
+    assert 'id="backlog"' in part and "&lt;img src=x" in part
