@@ -1,6 +1,6 @@
 """The status page in headless Chromium, against a daemon with real data: what it shows equals /status and
 `cyberevents score`, it updates when a cycle ends, a hostile summary stays text, it passes axe-core, it fits
-1280×800 and 400 px, and it reads without scripts."""
+1280×800 and 400 px, and it reads without scripts. And the HTML report, opened from its file."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents import report
@@ -29,7 +30,7 @@ from cyberevents.service import Daemon
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, get, running
-from tests.support import wait_until
+from tests.support import cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +137,44 @@ async def test_the_status_page_in_a_real_browser(
     without_scripts = found["without_scripts"].lower()  # as shown: the headings are set in capitals
     assert "backlog" in without_scripts and "recall" in without_scripts and "last cycle here: #1" in without_scripts
     assert (artifacts(tmp_path) / "status-page-1280x800.png").stat().st_size > 10_000
+
+
+@pytest.mark.timeout(300)
+async def test_the_html_report_opens_offline_in_a_real_browser(
+    make_settings: MakeSettings, database_url: URL, tmp_path: Path, chromium: str
+) -> None:
+    async with (
+        recording_agent(respond=hostile_rules) as agent,
+        open_service(make_settings(agent_url=agent.url)) as resources,
+    ):
+        for _ in range(2):
+            assert await run_cycle(resources, CycleRequest(COUNTS)) is not None
+    env = {"DATABASE_URL": database_url.render_as_string(hide_password=False)}
+    out = artifacts(tmp_path)
+    done = cli("report", "--html", str(out / "report.html"), "--last", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == f"wrote {out / 'report.html'}: 2 cycles, #1 to #2"
+    compared = cli("report", "--html", str(out / "compared.html"), "--compare", "1", "2", env=env)
+    assert compared.returncode == 0, compared.stderr
+    for name in ("report", "compared"):
+        spec = {
+            "url": (out / f"{name}.html").as_uri(),
+            "chromium": chromium,
+            "screenshot": str(out / f"{name}-1280x800.png"),
+            "narrow_screenshot": str(out / f"{name}-400.png"),
+        }
+        browser = subprocess.Popen(  # noqa: ASYNC220 (waited for below, the loop free meanwhile)
+            [sys.executable, "-m", "tests.browser.drive", json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        await wait_until(lambda: browser.poll() is not None, within=120)  # noqa: B023 (awaited in this iteration)
+        output, errors = browser.communicate()
+        assert browser.returncode == 0, errors[-3000:]
+        found = json.loads(output)
+        assert found["problems"] == []  # nothing fetched: it opens offline, from the file alone
+        assert found["axe"] == []
+        assert found["narrow"]["scroll_width"] <= 400
+        expected = "cycle #1 against cycle #2" if name == "compared" else "brute_force (login, evident)"
+        assert expected in found["without_scripts"].lower()

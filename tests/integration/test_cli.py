@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fa
 
 HEAD = head_revision()
 
-SUBCOMMANDS = ("migrate", "check-db", "generate", "score", "export")
+SUBCOMMANDS = ("migrate", "check-db", "generate", "score", "export", "report")
 
 
 def url_env(url: URL) -> dict[str, str]:

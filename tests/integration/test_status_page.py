@@ -1,13 +1,15 @@
 """The status page as the server sends it: escaped, under a strict CSP whose nonce is the page's own, with nothing
-fetched from elsewhere, and its refreshable part on its own."""
+fetched from elsewhere, and its refreshable part on its own; `report --html`'s errors."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import aiohttp
 from sqlalchemy import select
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents.models import CycleScore
@@ -16,7 +18,7 @@ from tests.agents import recording_agent
 from tests.browser.test_status_page import HOSTILE, hostile_rules
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, running
-from tests.support import wait_until
+from tests.support import cli, wait_until
 
 
 async def fetch(url: str) -> tuple[int, dict[str, str], str]:
@@ -59,3 +61,18 @@ async def test_the_page_is_escaped_under_a_strict_policy_and_fetches_nothing(
     assert HOSTILE not in html and "tok-page" not in html
     assert part_status == 200 and part.lstrip().startswith('<div class="grid">') and "<html" not in part
     assert 'id="backlog"' in part and "&lt;img src=x" in part
+
+
+def test_a_report_that_cannot_be_written_says_why_in_one_line(database_url: URL, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": database_url.render_as_string(hide_password=False)}
+    nothing = cli("report", "--html", str(tmp_path / "r.html"), env=env)
+    assert (nothing.returncode, nothing.stderr.strip()) == (1, "no scored cycle yet")
+    assert cli("run-once", "--login", "5", "--firewall", "0", "--patch", "0", env=env).returncode == 0
+    missing = cli("report", "--html", str(tmp_path / "r.html"), "--compare", "1", "7", env=env)
+    assert (missing.returncode, missing.stderr.strip()) == (1, "cyberevents: no scorecard for cycle #7")
+    unwritable = cli("report", "--html", "/nonexistent/r.html", env=env)
+    assert unwritable.returncode == 2
+    assert (
+        unwritable.stderr.strip() == "cyberevents: error: cannot write /nonexistent/r.html: No such file or directory"
+    )
+    assert not list(tmp_path.iterdir())
