@@ -48,7 +48,7 @@ def timeline_marks(cycles: Sequence[CycleSummary], slots: int = 50) -> list[tupl
         (
             cycle,
             (first + index) * 20 + 1,
-            6.0 if cycle.duration_seconds is None else max(4.0, round(42 * cycle.duration_seconds / longest, 1)),
+            6.0 if cycle.duration_seconds is None else max(4.0, round(34 * cycle.duration_seconds / longest, 1)),
         )
         for index, cycle in enumerate(reversed(cycles))
     ]

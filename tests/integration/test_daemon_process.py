@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -40,8 +41,15 @@ def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled
         if (threads := threads_of(daemon.pid)) is not None:
             samples.append(threads)
 
+    base = ""
+    for line in daemon.stderr:
+        if "Health server at " in line:
+            base = line.split("Health server at ")[1].split()[0]
+            break
     read_until(daemon.stderr, "Stored 90 events", sample)  # the first events are on their way
     read_until(daemon.stderr, "analysed: severity=", sample)  # the first verdict is in
+    with urllib.request.urlopen(f"{base}/", timeout=30) as page:  # the status page, rendered mid-cycle
+        assert page.status == 200 and b"Backlog" in page.read()
     samples.extend(t for t in [threads_of(daemon.pid)] if t is not None)
     signalled = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
