@@ -14,6 +14,7 @@ from aiohttp import web
 
 from cyberevents.agent.rules import score
 from cyberevents.httpserver import serve
+from cyberevents.models import Severity
 from cyberevents.protocol import AgentRequest
 
 Responder = Callable[[dict[str, Any]], web.Response]
@@ -26,6 +27,18 @@ def good_verdict(request: dict[str, Any]) -> web.Response:
 def bundled_rules(request: dict[str, Any]) -> web.Response:
     """The verdict the bundled agent gives, to either payload: a realistic mix of severities and scores."""
     severity, points, summary = score(*AgentRequest.model_validate(request).native())
+    return web.json_response({"severity": severity.value, "score": points, "summary": summary})
+
+
+# Markup an attacker would put in a summary, to show that it stays text wherever a summary is shown.
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+def hostile_rules(request: dict[str, Any]) -> web.Response:
+    """The bundled agent's verdicts, with HOSTILE in every flagged one's summary."""
+    severity, points, summary = score(*AgentRequest.model_validate(request).native())
+    if severity in (Severity.HIGH, Severity.CRITICAL):
+        summary = f"{HOSTILE} {summary}"
     return web.json_response({"severity": severity.value, "score": points, "summary": summary})
 
 

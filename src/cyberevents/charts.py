@@ -19,20 +19,16 @@ class Spark:
 def sparkline(values: Sequence[float | None], width: int = 160, height: int = 18, top: float = 1.0) -> Spark:
     """`values` (0 to `top`) from left to right, the highest at the top."""
     step = width / max(len(values) - 1, 1)
-    lines: list[str] = []
-    run: list[str] = []
+    runs: list[list[str]] = [[]]
     last = None
     for index, value in enumerate(values):
         if value is None:
-            if run:
-                lines.append(" ".join(run))
-            run = []
+            runs.append([])
             continue
         x, y = round(index * step, 1), round(height - 2 - (height - 4) * min(value / top, 1.0), 1)
-        run.append(f"{x},{y}")
+        runs[-1].append(f"{x},{y}")
         last = (x, y)
-    if run:
-        lines.append(" ".join(run) if len(run) > 1 else f"{run[0]} {run[0]}")
+    lines = [" ".join(run if len(run) > 1 else run * 2) for run in runs if run]  # a lone value drawn as a dot
     return Spark(width, height, lines, last)
 
 

@@ -215,8 +215,13 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
             print(f"cyberevents: {exc}", file=sys.stderr)
             return 1
     title = " against ".join(comparison.names) if comparison else report.span_name(sorted(kept))
+    try:
+        html = page.render_report(kept, cycles, title, comparison)
+    except ValueError as exc:  # cycles scored at different thresholds do not add up
+        print(f"cyberevents: {exc}", file=sys.stderr)
+        return 1
     with written(args.html) as sink:
-        sink.write(page.render_report(kept, cycles, title, comparison).encode())
+        sink.write(html.encode())
     print(f"wrote {args.html}: {title}", file=sys.stderr)
     return 0
 

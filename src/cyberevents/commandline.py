@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     chosen = html.add_mutually_exclusive_group()
     chosen.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
     chosen.add_argument(
-        "--last", type=within(int, 1, 100_000), default=10, help="the last N scored cycles (default 10)"
+        "--last", type=within(int, 1, 1_000), default=10, help="the last N scored cycles (default 10, at most 1,000)"
     )
     chosen.add_argument(
         "--compare", type=cycle_span, nargs=2, metavar=("A", "B"), help='two cycles, or spans of cycles ("1-5")'

@@ -29,11 +29,6 @@ class Snapshot:
     flagged: list[repository.ShownVerdict]  # newest first
     read_at: datetime
 
-    @classmethod
-    def empty(cls) -> Snapshot:
-        """Before the database has answered: nothing to show yet."""
-        return cls([], {}, {}, None, {}, [], datetime.now(UTC))
-
     @property
     def latest_score(self) -> tuple[int, str, Scorecard] | None:
         """The last scored cycle, its agent and its scorecard."""

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import __version__, dashboard, migrations, page, repository
@@ -145,10 +146,13 @@ def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
     return web.json_response(body, status=200 if status != "fail" else 503, content_type=HEALTH_JSON)
 
 
-def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, settings: Settings) -> web.Application:
+def create_app(
+    state: DaemonState, engine: AsyncEngine, metrics: Metrics, settings: Settings, page_engine: AsyncEngine
+) -> web.Application:
     """`engine` is the health server's own (db.open_probe_engine): its reads never queue behind a cycle's, nor
-    a cycle's behind them. Database reads are remembered for a second (the page's for PAGE_SECONDS) and shared by
-    the requests that wait for them, so that probes, scrapes and the page open in many tabs cost a cycle nothing.
+    a cycle's behind them; the status page reads through `page_engine`, another such pool, so that a slow page never
+    fails a probe. Database reads are remembered for a second (the page's for PAGE_SECONDS) and shared by the
+    requests that wait for them, so that probes, scrapes and the page open in many tabs cost a cycle nothing.
     """
     schedule = {"cron": settings.schedule, "timezone": settings.schedule_tz}
     at_once = asyncio.Semaphore(MAX_REQUESTS_AT_ONCE)
@@ -270,14 +274,14 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, settin
 
     async def read_page() -> dashboard.Snapshot | None:
         try:
-            return await dashboard.read(session_factory(engine), settings.detection_threshold)
-        except Exception as exc:  # whatever the driver raises: the page shows the last figures it read
-            if not database_error(exc):
+            return await dashboard.read(session_factory(page_engine), settings.detection_threshold)
+        except Exception as exc:  # the database away or too slow (its pool's wait included): the last figures stay
+            if not database_error(exc) and not isinstance(exc, PoolTimeout):
                 raise
             return None
 
-    page_data, last_read = Recent(read_page, PAGE_SECONDS), dashboard.Snapshot.empty()
-    shown = page.shown(settings)
+    page_data, configuration = Recent(read_page, PAGE_SECONDS), page.configuration(settings)
+    last_read: dashboard.Snapshot | None = None
 
     async def status_page(request: web.Request) -> web.Response:
         nonlocal last_read
@@ -287,12 +291,14 @@ def create_app(state: DaemonState, engine: AsyncEngine, metrics: Metrics, settin
             _state_of(state),
             [check.get("output") or name for name, check in checks.items() if check["status"] == "fail"],
             state.scheduler.next_run if state.scheduler else None,
-            circuit_status(state.breaker),
-            running_cycle(),
+            state.breaker,
+            state.running,
             state.last,
         )
         script_nonce = page.nonce()
-        html = page.render_page(last_read, now, shown, script_nonce, main_only=request.query.get("part") == "main")
+        html = page.render_page(
+            last_read, now, configuration, script_nonce, main_only=request.query.get("part") == "main"
+        )
         return web.Response(text=html, content_type="text/html", headers=page.headers(script_nonce))
 
     app = web.Application(middlewares=[bounded])

@@ -106,6 +106,11 @@ class CycleSummary:
     reason: str | None
     kinds: tuple[KindStat, ...]
 
+    @property
+    def ran(self) -> bool:
+        """A cycle, not a slot that never got one (coalesced, missed): only a cycle has a seed."""
+        return self.seed is not None
+
 
 async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSummary]:
     """The latest `limit` rows of the ledger, latest first."""

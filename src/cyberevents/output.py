@@ -43,7 +43,7 @@ class _Sink:
 @contextmanager
 def written(destination: Path | None) -> Iterator[_Sink]:
     """stdout; or a file (gzip-compressed when its name ends in .gz) written as NAME.partial and renamed once whole
-    and on disk, or removed if the export fails; or, written in place, what is not a regular file (a pipe, a device).
+    and on disk, or removed if the command fails; or, written in place, what is not a regular file (a pipe, a device).
     A symbolic link is written through."""
     if destination is None:
         yield _Sink(sys.stdout.buffer, "stdout")

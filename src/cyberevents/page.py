@@ -3,24 +3,28 @@ charts drawn as SVG on the server and nothing fetched from elsewhere, so that an
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from . import __version__
+from .breaker import CircuitBreaker
 from .charts import bars, sparkline
 from .cycle import CycleResult
-from .dashboard import Snapshot
+from .dashboard import HISTORY, Snapshot
 from .ledger import CycleSummary
 from .models import CycleOutcome, Difficulty, EventKind, EventStatus, Severity
+from .schedule import describe
 from .scoring import Scorecard, combine, percent
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .health import RunningCycle  # the health server renders the page: it imports this module
 
 REFRESH_SECONDS = 5
 # The page's icon, inline: the browser's request for /favicon.ico never goes out, so it cannot fail.
@@ -39,7 +43,7 @@ TEMPLATES = Environment(
 TEMPLATES.filters |= {"percent": percent}
 
 
-def timeline_marks(cycles: Sequence[CycleSummary], slots: int = 50) -> list[tuple[CycleSummary, int, float]]:
+def timeline_marks(cycles: Sequence[CycleSummary], slots: int = HISTORY) -> list[tuple[CycleSummary, int, float]]:
     """The cycles oldest first, the newest at the right end, each with its x and the height of its mark: its
     duration against the longest, a small mark for a slot that never ran."""
     longest = max((cycle.duration_seconds or 0.0 for cycle in cycles), default=0.0) or 1.0
@@ -62,11 +66,7 @@ def on_time(cycles: Sequence[CycleSummary]) -> str:
     outcomes = ", ".join(
         f"{counts[outcome]} {outcome.value.replace('_', ' ')}" for outcome in CycleOutcome if counts[outcome]
     )
-    late = [
-        (cycle.started_at - cycle.slot_at).total_seconds()
-        for cycle in cycles
-        if cycle.slot_at and cycle.seed is not None
-    ]
+    late = [(cycle.started_at - cycle.slot_at).total_seconds() for cycle in cycles if cycle.slot_at and cycle.ran]
     lateness = f"; started at most {max(late):.1f} s after their slots" if late else ""
     return f"the last {len(cycles)}: {outcomes}{lateness}"
 
@@ -113,15 +113,13 @@ def trends(scorecards: dict[int, tuple[str, Scorecard]]) -> list[Trend]:
         {(row.scenario, row.kind, row.difficulty) for card in cards for row in card.scenarios if row.attack},
         key=lambda key: (key[0], list(EventKind).index(key[1]), key[2] is Difficulty.SUBTLE),
     )
-    for scenario, kind, form in rows:
-        values: list[float | None] = []
-        detail = ""
-        for card in cards:
-            row = next(
-                (r for r in card.scenarios if (r.scenario, r.kind, r.difficulty) == (scenario, kind, form)), None
-            )
-            values.append(row.flag_rate if row else None)
-            detail = f"{row.flagged}/{row.answered} flagged" if row else "none in this cycle"
+    by_card = [{(row.scenario, row.kind, row.difficulty): row for row in card.scenarios} for card in cards]
+    for key in rows:
+        found = [scenarios.get(key) for scenarios in by_card]
+        latest = found[-1]
+        detail = f"{latest.flagged}/{latest.answered} flagged" if latest else "none in the latest cycle"
+        scenario, kind, form = key
+        values = [row.flag_rate if row else None for row in found]
         shown.append(Trend(f"{scenario} ({kind.value}, {form.value})", values, detail))
     return shown
 
@@ -133,34 +131,36 @@ class Now:
     state: str  # starting, idle, running, draining
     not_ready: list[str]  # why /readyz fails; empty when ready
     next_run: datetime | None
-    circuit: dict[str, Any]
-    running: dict[str, Any] | None  # as /status shows it
+    breaker: CircuitBreaker | None
+    running: RunningCycle | None
     last: CycleResult | None
 
 
 @dataclass(frozen=True, slots=True)
-class Shown:
+class Configuration:
     """What the page says of its configuration: never a secret."""
 
     schedule: str  # in words
-    settings: list[tuple[str, str]] = field(default_factory=list)
-    threshold: Severity = Severity.HIGH
+    settings: list[tuple[str, str]]
 
 
-def render_page(snapshot: Snapshot, now: Now, shown: Shown, script_nonce: str, main_only: bool = False) -> str:
-    """The whole page, or (`main_only`) just its <main>, which the page's script swaps in to refresh itself."""
+def render_page(
+    snapshot: Snapshot | None, now: Now, configuration: Configuration, script_nonce: str, main_only: bool = False
+) -> str:
+    """The whole page, or (`main_only`) just its <main>, which the page's script swaps in to refresh itself.
+    `snapshot` is None until the database has answered once."""
     template = TEMPLATES.get_template("page.html")
     context = {
         "snapshot": snapshot,
         "now": now,
-        "shown": shown,
-        "trends": trends(snapshot.scorecards),
+        "configuration": configuration,
+        "trends": trends(snapshot.scorecards) if snapshot else [],
         "nonce": script_nonce,
         "refresh_seconds": REFRESH_SECONDS,
         "outcomes": list(CycleOutcome),
-        "severity_bars": bars([(severity.value, snapshot.severities.get(severity.value, 0)) for severity in Severity]),
+        "severity_bars": bars([(s.value, snapshot.severities.get(s.value, 0)) for s in Severity]) if snapshot else [],
         "dead_lettered_status": EventStatus.DEAD_LETTERED,
-        "on_time": on_time(snapshot.cycles),
+        "on_time": on_time(snapshot.cycles) if snapshot else "",
     }
     if main_only:
         return "".join(template.blocks["main"](template.new_context(context)))
@@ -169,6 +169,8 @@ def render_page(snapshot: Snapshot, now: Now, shown: Shown, script_nonce: str, m
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
+    """Two spans of cycles side by side, as `score --compare` shows them."""
+
     names: tuple[str, str]
     rows: list[tuple[str, str, str, str]]  # scenario or figure, first, second, change
 
@@ -180,13 +182,15 @@ def render_report(
     comparison: Comparison | None = None,
 ) -> str:
     """One self-contained HTML file: the scorecard summed over `scorecards`' events (or two compared), cycle by
-    cycle, and the cycles' rows of the ledger. It fetches nothing and runs no script: it opens offline."""
-    cards = [card for _, card in scorecards.values()]
+    cycle, and the cycles' rows of the ledger. It fetches nothing and runs no script: it opens offline. ValueError
+    if the cycles were scored at different thresholds: their counts do not add up."""
+    card = combine(card for _, card in scorecards.values())
+    assert card is not None, "a report is rendered only of scored cycles"
     return TEMPLATES.get_template("report.html").render(
         title=title,
         agents=sorted({agent for agent, _ in scorecards.values()}),
-        threshold=cards[0].threshold.value,
-        card=combine(cards),
+        threshold=card.threshold.value,
+        card=card,
         trends=trends(scorecards),
         scorecards=scorecards,
         cycles=cycles,
@@ -196,24 +200,7 @@ def render_report(
     )
 
 
-def describe_schedule(expression: str, zone: str) -> str:
-    """The common schedules in words, the others as their expression; always with the time zone."""
-    fields = expression.split()
-    words = {"@hourly": "every hour", "@daily": "every day at midnight", "@midnight": "every day at midnight"}
-    if expression in words:
-        said = words[expression]
-    elif len(fields) == 5 and fields[1:] == ["*"] * 4 and (every := re.fullmatch(r"\*/(\d+)", fields[0])):
-        said = f"every {every[1]} minutes"
-    elif len(fields) == 5 and fields[1:] == ["*"] * 4 and fields[0].isdigit():
-        said = f"every hour at minute {fields[0]}"
-    elif len(fields) == 5 and fields[2:] == ["*"] * 3 and fields[0].isdigit() and fields[1].isdigit():
-        said = f"every day at {int(fields[1]):02d}:{int(fields[0]):02d}"
-    else:
-        return f"on the cron schedule {expression}, {zone} time"
-    return f"{said}, {zone} time ({expression})"
-
-
-def shown(settings: Settings) -> Shown:
+def configuration(settings: Settings) -> Configuration:
     """The configuration the page shows: the settings that change what it shows, never a secret. The agent's URL
     is shown as its scheme, host and port only: a path or a query may carry a token."""
     agent = settings.agent_url
@@ -230,10 +217,9 @@ def shown(settings: Settings) -> Shown:
         ("PATCH_EVENTS", settings.patch_events),
         ("RETENTION_DAYS", settings.retention_days),
     ]
-    return Shown(
-        describe_schedule(settings.schedule, settings.schedule_tz),
+    return Configuration(
+        describe(settings.schedule, settings.schedule_tz),
         [(name, "unset" if value is None else str(value)) for name, value in rows],
-        settings.detection_threshold,
     )
 
 

@@ -219,6 +219,21 @@ def _other_pass(cron: _Cron, zone: ZoneInfo, fold: _Place, forward: bool) -> dat
     return place.late if forward else place.early
 
 
+def describe(schedule: str, zone: str) -> str:
+    """The common schedules in words (an interval that divides the hour, a minute of the hour, a time of day), the
+    others as their expression; always with the time zone."""
+    fields = expand(schedule).split()
+    said = None
+    if len(fields) == 5 and fields[1:] == ["*"] * 4:
+        if (every := re.fullmatch(r"\*/(\d+)", fields[0])) and 60 % int(every[1]) == 0:
+            said = f"every {every[1]} minutes"
+        elif fields[0].isdigit():
+            said = f"every hour at minute {fields[0]}"
+    elif len(fields) == 5 and fields[2:] == ["*"] * 3 and fields[0].isdigit() and fields[1].isdigit():
+        said = f"every day at {int(fields[1]):02d}:{int(fields[0]):02d}"
+    return f"{said}, {zone} time ({schedule})" if said else f"on the cron schedule {schedule}, {zone} time"
+
+
 def next_slot(schedule: str, zone: ZoneInfo, after: datetime) -> datetime:
     """The first slot strictly after `after`, in UTC: never in the past, so nothing waits on it twice."""
     return _search(schedule, zone, after, forward=True)

@@ -110,7 +110,8 @@ class Daemon:
         async with AsyncExitStack() as stack:
             engine = await stack.enter_async_context(open_engine(settings, pool_size=MAIN_POOL_SIZE))
             probe_engine = await stack.enter_async_context(open_probe_engine(engine))
-            app = create_app(self.state, probe_engine, self.metrics, settings)
+            page_engine = await stack.enter_async_context(open_probe_engine(engine))  # the page never holds a probe up
+            app = create_app(self.state, probe_engine, self.metrics, settings, page_engine)
             try:
                 self.health_url = await stack.enter_async_context(
                     serve(app, settings.health_host, settings.health_port)

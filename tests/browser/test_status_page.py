@@ -10,40 +10,27 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents import report
-from cyberevents.agent.rules import score
 from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.generator import Counts
-from cyberevents.models import CycleScore, Severity
-from cyberevents.protocol import AgentRequest
+from cyberevents.models import CycleScore
 from cyberevents.resources import open_service
 from cyberevents.scoring import percent
 from cyberevents.service import Daemon
-from tests.agents import recording_agent
+from tests.agents import HOSTILE, hostile_rules, recording_agent
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, get, running
 from tests.support import cli, wait_until
 
 pytestmark = pytest.mark.slow
 
-HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 COUNTS = Counts(63, 319, 52)
-
-
-def hostile_rules(request: dict[str, Any]) -> web.Response:
-    """The reference agent's verdicts, but with the markup an attacker would try in every flagged one's summary."""
-    severity, points, summary = score(*AgentRequest.model_validate(request).native())
-    if severity in (Severity.HIGH, Severity.CRITICAL):
-        summary = f"{HOSTILE} {summary}"
-    return web.json_response({"severity": severity.value, "score": points, "summary": summary})
 
 
 def artifacts(tmp_path: Path) -> Path:

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents.models import CycleScore
 from cyberevents.service import Daemon
-from tests.agents import recording_agent
-from tests.browser.test_status_page import HOSTILE, hostile_rules
+from tests.agents import HOSTILE, hostile_rules, recording_agent
 from tests.conftest import MakeSettings
 from tests.integration.test_daemon import daemon_settings, running
 from tests.support import cli, wait_until
@@ -76,3 +75,26 @@ def test_a_report_that_cannot_be_written_says_why_in_one_line(database_url: URL,
         unwritable.stderr.strip() == "cyberevents: error: cannot write /nonexistent/r.html: No such file or directory"
     )
     assert not list(tmp_path.iterdir())
+
+
+async def test_the_page_shows_a_running_cycle_and_waits_for_a_database_it_has_not_read(
+    make_settings: MakeSettings,
+) -> None:
+    async with recording_agent(answers=3) as agent:  # three verdicts, then the agent hangs: the cycle runs on
+        settings = daemon_settings(make_settings, agent.url, schedule="0 0 1 1 *", run_on_start=True)
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: daemon.state.running is not None and daemon.state.running.tally.done == 3)
+            _, _, html = await fetch(f"{daemon.health_url}/")
+            agent.stopping.set()
+    assert 'id="state">running<' in html
+    running_table = html.split('<table id="running">')[1].split("</table>")[0]
+    assert '<th scope="row">login</th><td class="n">3/10</td>' in running_table
+
+    unreachable = make_settings(database_url="postgresql://nobody@127.0.0.1:1/none", health_port=0)
+    daemon = Daemon(unreachable, asyncio.Event())
+    async with running(daemon):
+        await wait_until(lambda: daemon.health_url is not None)
+        status, _, html = await fetch(f"{daemon.health_url}/")
+    assert status == 200
+    assert "not ready" in html and "Not read yet" in html and 'id="backlog"' not in html
