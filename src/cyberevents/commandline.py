@@ -8,8 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .argtypes import cycle_span, timestamp, within
-from .models import EventKind, EventStatus
-from .settings import MAX_EVENTS_PER_KIND
+from .vocabulary import MAX_EVENTS_PER_KIND, EventKind, EventStatus
 
 STDOUT = Path("-")  # as a file name
 
@@ -20,6 +19,16 @@ def _add_counts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--login", type=_event_count, help="login events (default LOGIN_EVENTS)")
     parser.add_argument("--firewall", type=_event_count, help="firewall events (default FIREWALL_EVENTS)")
     parser.add_argument("--patch", type=_event_count, help="patch events (default PATCH_EVENTS)")
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A command whose own `--help` starts by saying what it does: argparse shows `help` only in the list."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary[0].upper() + summary[1:]
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cyberevents {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    daemon = commands.add_parser(
-        "run", help="the daemon: cycles on SCHEDULE, health endpoints on HEALTH_HOST:HEALTH_PORT, clean stop on SIGTERM"
+    daemon = _command(
+        commands,
+        "run",
+        "the daemon: cycles on SCHEDULE, health endpoints on HEALTH_HOST:HEALTH_PORT, clean stop on SIGTERM",
     )
     daemon.set_defaults(command="run")
 
-    once = commands.add_parser(
-        "run-once", help="run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
+    once = _command(
+        commands, "run-once", "run one cycle (generate, store, dispatch, record) and exit: for cron jobs and CronJobs"
     )
     once.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     once.add_argument(
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_counts(once)
     once.set_defaults(command="run-once")
 
-    agent = commands.add_parser("agent", help="serve the reference analysis agent (for tests and load runs)")
+    agent = _command(commands, "agent", "serve the reference analysis agent (for tests and load runs)")
     agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     agent.add_argument(
         "--port", type=within(int, 0, 65535), default=8081, help="port (default 8081; 0 picks a free one)"
@@ -62,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--token", help="require this bearer token (default AGENT_TOKEN, if set)")
     agent.set_defaults(command="agent")
 
-    requeue = commands.add_parser(
-        "requeue", help="put dead-lettered (or failed, or pending) events back in the queue with a fresh budget"
+    requeue = _command(
+        commands, "requeue", "put dead-lettered (or failed, or pending) events back in the queue with a fresh budget"
     )
     requeue.add_argument(
         "--status",
@@ -76,14 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("--id", type=within(int, 1, 2**63 - 1), nargs="+", help="only these event ids")
     requeue.set_defaults(command="requeue")
 
-    migrate = commands.add_parser("migrate", help="bring the database schema to the latest migration")
+    migrate = _command(commands, "migrate", "bring the database schema to the latest migration")
     migrate.set_defaults(command="migrate")
 
-    check = commands.add_parser("check-db", help="connectivity, schema revision, events, analyses, last cycles")
+    check = _command(commands, "check-db", "connectivity, schema revision, events, analyses, last cycles")
     check.set_defaults(command="check-db")
 
-    score = commands.add_parser(
-        "score", help="the agent's scorecard against the ground truth: of a cycle, of the last cycles, or two compared"
+    score = _command(
+        commands,
+        "score",
+        "the agent's scorecard against the ground truth: of a cycle, of the last cycles, or two compared",
     )
     which = score.add_mutually_exclusive_group()
     which.add_argument("--cycle", type=within(int, 1, 2**63 - 1), help="one cycle")
@@ -100,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(command="score")
 
-    html = commands.add_parser(
-        "report", help="the scorecard and cycle history as one self-contained HTML file, for a pull request or notes"
+    html = _command(
+        commands,
+        "report",
+        "the scorecard and cycle history as one self-contained HTML file, for a pull request or notes",
     )
     html.add_argument("--html", type=Path, required=True, metavar="FILE", help="the file to write")
     chosen = html.add_mutually_exclusive_group()
@@ -114,9 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     html.set_defaults(command="report")
 
-    exporting = commands.add_parser(
-        "export",
-        help="stored events as JSON Lines, in OCSF 1.5.0 or the native shape, for a SIEM or a data lake",
+    exporting = _command(
+        commands, "export", "stored events as JSON Lines, in OCSF 1.5.0 or the native shape, for a SIEM or a data lake"
     )
     exporting.add_argument(
         "--cycle", type=cycle_span, help='one cycle, or a span of them ("3-7"); default: every cycle'
@@ -142,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exporting.set_defaults(command="export")
 
-    gen = commands.add_parser(
-        "generate", help="print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
+    gen = _command(
+        commands, "generate", "print a cycle's events as JSON lines (regenerate a cycle from its logged seed)"
     )
     gen.add_argument("--seed", type=int, required=True, help="the cycle seed (logged by every cycle)")
     gen.add_argument(

@@ -29,55 +29,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The vocabulary the tables store, re-exported: most modules take it from here.
+from .vocabulary import CycleOutcome as CycleOutcome
+from .vocabulary import CycleTrigger as CycleTrigger
+from .vocabulary import Difficulty as Difficulty
+from .vocabulary import EventKind as EventKind
+from .vocabulary import EventStatus as EventStatus
+from .vocabulary import Severity as Severity
+
 IPAddress = IPv4Address | IPv6Address
 EVENTS_FILLFACTOR = 80
-
-
-class EventKind(enum.StrEnum):
-    LOGIN = "login"
-    FIREWALL = "firewall"
-    PATCH = "patch"
-
-
-class EventStatus(enum.StrEnum):
-    PENDING = "pending"
-    ANALYSED = "analysed"
-    FAILED = "failed"  # the last delivery failed; the next cycle tries again
-    DEAD_LETTERED = "dead_lettered"  # failed MAX_ATTEMPTS deliveries; `cyberevents requeue` puts it back
-
-
-class Severity(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-class Difficulty(enum.StrEnum):
-    """The form of an attack event: a marker a one-line rule sees gives it away, or no single field does."""
-
-    EVIDENT = "evident"
-    SUBTLE = "subtle"
-
-
-class CycleOutcome(enum.StrEnum):
-    """The fate of a cycle, or of a schedule slot that never got one."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    COALESCED = "coalesced"  # a slot folded into a later slot's catch-up cycle
-    MISSED = "missed"  # a slot skipped: its catch-up would have started later than MISFIRE_GRACE_SECONDS
-    TIMED_OUT = "timed_out"
-    INTERRUPTED = "interrupted"
-
-
-class CycleTrigger(enum.StrEnum):
-    START = "start"  # RUN_ON_START
-    SCHEDULE = "schedule"
-    CATCH_UP = "catch_up"  # a slot that fell while another cycle ran
-    ONCE = "once"  # run-once
 
 
 def _text_enum(enum_type: type[enum.StrEnum], name: str) -> Enum:

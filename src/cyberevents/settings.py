@@ -25,13 +25,13 @@ from .generator import DEFAULT_SUBTLE_SHARE
 from .models import Severity
 from .protocol import Shape
 from .schedule import expand, next_slot
+from .vocabulary import MAX_EVENTS_PER_KIND
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host", "port": "port"}
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 
-MAX_EVENTS_PER_KIND = 1_000_000
 HOUR, DAY = 3600, 86_400
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from cyberevents.migrations import head_revision
-from tests.support import clean_env, cli
+from tests.support import clean_env, cli, run_tool
 
 pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
@@ -37,6 +37,28 @@ def test_every_subcommand_has_help(name: str) -> None:
     result = cli(name, "--help", env={})
     assert result.returncode == 0
     assert result.stdout.startswith("usage: cyberevents " + name)
+    description = result.stdout.split("\n\n")[1]  # what the command does, before its options
+    assert description[0].isupper() and not description.startswith(("options", "positional"))
+
+
+# Runs the command line, then names the heavy libraries it loaded.
+LOADED = """
+import sys
+from cyberevents.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(sorted(name for name in ("sqlalchemy", "aiohttp", "pydantic", "asyncpg") if name in sys.modules))
+"""
+
+
+def test_help_and_version_load_nothing_a_command_needs() -> None:
+    """They are answered before anything heavy is imported: the database layer, the HTTP client, the settings."""
+    for flags in (["--help"], ["--version"], ["export", "--help"]):
+        loaded = run_tool(sys.executable, "-c", LOADED, *flags, env={})
+        assert loaded.returncode == 0, loaded.stderr
+        assert loaded.stdout.strip().splitlines()[-1] == "[]", flags
 
 
 @pytest.mark.parametrize(
