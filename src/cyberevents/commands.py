@@ -90,6 +90,13 @@ async def _run_once(args: argparse.Namespace, settings: Settings) -> int:
             )
         for line in result.score.lines() if result.score else ():
             print(f"score: {line}")
+        again = result.redelivered
+        if again.total:
+            print(
+                f"earlier cycles: {again.analysed}/{again.total} redelivered events analysed"
+                + (f", {again.failed} failed" if again.failed else "")
+                + f", in {again.seconds:.1f}s"
+            )
         print(
             f"cycle {result.cycle_id}: {result.analysed}/{result.generated} analysed, {result.outcome.value}; "
             f"dispatch {result.dispatch_seconds:.1f}s, total {result.total_seconds:.1f}s (seed {result.seed})"

@@ -34,6 +34,7 @@ class Redelivery:
     total: int
     analysed: int
     failed: int
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class CycleResult:
                 "total": self.redelivered.total,
                 "analysed": self.redelivered.analysed,
                 "failed": self.redelivered.failed,
+                "seconds": round(self.redelivered.seconds, 3),
             },
             "dispatch_seconds": round(self.dispatch_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
@@ -153,14 +155,19 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
         seed,
         started_at.isoformat(),
     )
-    tally, backlog = request.tally, Tally.of({})
+    tally = request.tally
+    backlog = Tally.of({}, doing="redelivered")  # earlier cycles' leftovers, shown as they go like the cycle's own
+    backlog.listeners.extend(tally.listeners)
+    redelivery_seconds = 0.0
     outcome, reason = CycleOutcome.FAILED, None
     counted: tuple[ledger.KindStat, ...] | None = None
     timeout = request.timeout.total_seconds() if request.timeout is not None else None
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
+            redelivering = time.monotonic()
             await _redeliver(resources, cycle_id, request, backlog)
+            redelivery_seconds = time.monotonic() - redelivering
             dispatch_seconds = await _generate_and_dispatch(resources, cycle_id, seed, started_at, request, tally)
         counted = await _count(resources, cycle_id, tally)
         outcome = _outcome(sum(k.analysed for k in counted), tally.total, request.stop.is_set())
@@ -189,7 +196,7 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     score = await _score(resources, cycle_id, earlier)
     score_seconds = time.monotonic() - scoring
     await prune(resources.sessions, settings.retention_days)
-    redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed)
+    redelivered = Redelivery(backlog.total, backlog.analysed, backlog.done - backlog.analysed, redelivery_seconds)
     return CycleResult(
         cycle_id, seed, started_at, outcome, kinds, dispatch_seconds, total_seconds, redelivered, score, score_seconds
     )

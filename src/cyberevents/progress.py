@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def describe(tally: Tally) -> str:
     kinds = ", ".join(f"{kind.value} {t.done}/{t.total}" for kind, t in tally.kinds.items() if t.total)
-    return f"dispatched {tally.done}/{tally.total} ({kinds}), {tally.in_flight} in flight"
+    return f"{tally.doing} {tally.done}/{tally.total} ({kinds}), {tally.in_flight} in flight"
 
 
 class Progress:

@@ -36,10 +36,11 @@ class Tally:
     kinds: dict[EventKind, KindTally]
     in_flight: int = 0
     listeners: list[Callable[[Tally], None]] = field(default_factory=list)
+    doing: str = "dispatched"  # what the progress line says of it
 
     @classmethod
-    def of(cls, totals: dict[EventKind, int]) -> Tally:
-        return cls({kind: KindTally(totals.get(kind, 0)) for kind in EventKind})
+    def of(cls, totals: dict[EventKind, int], doing: str = "dispatched") -> Tally:
+        return cls({kind: KindTally(totals.get(kind, 0)) for kind in EventKind}, doing=doing)
 
     @property
     def total(self) -> int:

@@ -19,6 +19,7 @@ from cyberevents.db import session_factory
 from cyberevents.eventloop import run
 from cyberevents.generator import Counts
 from cyberevents.models import Cycle, CycleOutcome, Event, EventStatus
+from cyberevents.progress import describe
 from cyberevents.resources import open_service
 from tests.agents import recording_agent
 from tests.conftest import AgentProcess, MakeSettings
@@ -67,9 +68,14 @@ async def test_failed_events_are_redelivered_then_dead_lettered_then_requeued(
         recording_agent() as good,
         open_service(make_settings(agent_url=good.url, max_attempts=2)) as resources,
     ):
-        fourth = await run_cycle(resources, CycleRequest(Counts(0, 0, 0)))
+        request = CycleRequest(Counts(0, 0, 0))
+        shown: list[str] = []
+        request.tally.listeners.append(lambda tally: shown.append(describe(tally)))  # as run-once's progress line
+        fourth = await run_cycle(resources, request)
     assert fourth is not None
     assert (fourth.redelivered.total, fourth.redelivered.analysed) == (3, 3)
+    assert fourth.redelivered.seconds > 0
+    assert "redelivered 3/3 (login 3/3), 0 in flight" in shown  # the redelivery's progress, shown as it goes
     assert await statuses(engine) == [EventStatus.ANALYSED] * 3
     assert_balanced(await books(engine), "dead letters requeued, agent back")
 
