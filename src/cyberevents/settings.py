@@ -69,16 +69,23 @@ def to_asyncpg_url(raw: str) -> URL:
 class Settings(BaseSettings):
     """Every setting cyberevents reads; names are unprefixed, as users of the old system know them."""
 
-    # No NaN or infinity: every duration here ends up as a wait, and one such wait stops the loop's timers.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, allow_inf_nan=False)
+    # No NaN or infinity: every duration here ends up as a wait, and one such wait stops the loop's timers. An empty
+    # value (`AGENT_TOKEN=` in .env or the environment) means unset, never an empty string.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, allow_inf_nan=False, env_ignore_empty=True
+    )
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset starts an embedded server in DATA_DIR"
+    )
+    database_url_file: Path | None = Field(
+        default=None, description="A file holding DATABASE_URL, as Kubernetes and Compose mount secrets"
     )
     agent_url: AnyHttpUrl | None = Field(
         default=None, description="Analysis agent endpoint; unset serves the bundled reference agent"
     )
     agent_token: SecretStr | None = Field(default=None, description="Bearer token sent to the agent")
+    agent_token_file: Path | None = Field(default=None, description="A file holding AGENT_TOKEN")
     agent_timeout_seconds: float = Field(default=30.0, gt=0, le=HOUR, description="Timeout of one agent request")
     agent_max_retries: int = Field(
         default=3, ge=0, le=100, description="Retries of a transient agent failure within one delivery"
@@ -159,6 +166,24 @@ class Settings(BaseSettings):
     health_host: str = Field(default="127.0.0.1", description="Address of the health server")
     health_port: int = Field(default=8080, ge=0, le=65535, description="Port of the health server (0: any free)")
     auto_migrate: bool = Field(default=True, description="Bring the schema to head before running cycles")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: object) -> object:
+        """DATABASE_URL_FILE and AGENT_TOKEN_FILE: the secret is the file's text, without its final line break."""
+        if not isinstance(values, dict):
+            return values
+        for name in _SECRET_FIELDS:
+            if not (path := values.get(f"{name}_file")):
+                continue
+            if values.get(name):
+                raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ValueError(f"{name.upper()}_FILE={path}: cannot read it ({reason or exc})") from None
+        return values
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -242,7 +267,7 @@ class Settings(BaseSettings):
         return None if self.database_url is None else make_url(self.database_url.get_secret_value())
 
 
-_SECRET_FIELDS = {"database_url", "agent_token"}
+_SECRET_FIELDS = ("database_url", "agent_token")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -54,6 +54,16 @@ def test_env_example_lists_every_setting_once_with_its_default() -> None:
             assert getattr(settings, name.lower()) == field.default, f"{name}={value} is not its default"
 
 
+def test_env_example_loads_with_every_line_uncommented(tmp_path: Path) -> None:
+    """A reader uncomments the lines they need: any of them, all of them at once included, loads."""
+    example = (ROOT / ".env.example").read_text()
+    uncommented = re.sub(r"^# ([A-Z_]+=)", r"\1", example, flags=re.MULTILINE)
+    assert uncommented.count("\n") == example.count("\n") and "# DATABASE_URL=" not in uncommented
+    (tmp_path / ".env").write_text(uncommented)
+    settings = load_settings(_env_file=tmp_path / ".env")
+    assert settings.agent_token is None and settings.generator_seed is None and settings.cycle_timeout_seconds is None
+
+
 def test_compose_sets_only_real_settings_and_wires_health_and_shutdown() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]

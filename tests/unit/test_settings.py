@@ -122,3 +122,31 @@ def test_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(_env_file=None)
     assert "hunter2" not in repr(settings) and "tok-s3cret" not in repr(settings)
     assert "hunter2" not in str(settings) and "tok-s3cret" not in str(settings)
+
+
+def test_secrets_come_from_files_as_mounted_and_an_empty_value_means_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "database_url").write_text("postgres://u:dbpa55@db:5432/app\n")  # as `echo … > file` leaves it
+    (tmp_path / "agent_token").write_text("tok-from-file\n")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "database_url"))
+    monkeypatch.setenv("AGENT_TOKEN_FILE", str(tmp_path / "agent_token"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AGENT_TOKEN", "")  # empty: unset, not an empty token
+    monkeypatch.setenv("GENERATOR_SEED", "")
+    settings = load_settings(_env_file=None)
+    assert settings.sqlalchemy_url is not None and settings.sqlalchemy_url.password == "dbpa55"
+    assert settings.agent_token is not None and settings.agent_token.get_secret_value() == "tok-from-file"
+    assert settings.secret_values() == ["tok-from-file", "dbpa55"]  # redacted from every log line, as ever
+    assert settings.generator_seed is None
+
+    monkeypatch.setenv("AGENT_TOKEN", "tok-env")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: AGENT_TOKEN and AGENT_TOKEN_FILE are both set"):
+        load_settings(_env_file=None)
+    monkeypatch.delenv("AGENT_TOKEN")
+    monkeypatch.setenv("AGENT_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None)
+    assert str(refused.value) == (
+        f"invalid configuration: AGENT_TOKEN_FILE={tmp_path / 'missing'}: cannot read it (No such file or directory)"
+    )
