@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
@@ -21,11 +21,12 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import __version__, dashboard, migrations, page, repository
+from . import __version__, dashboard, healthjson, migrations, page, repository
 from .aio import stopped_within
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
 from .db import database_error, database_problem, driver_error, one_line, session_factory
+from .healthjson import check
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
 from .scheduler import Scheduler
@@ -35,7 +36,6 @@ from .tally import Tally
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-HEALTH_JSON = "application/health+json"
 # Requests answered at once; more wait their turn, parked, their clients sending nothing else meanwhile.
 MAX_REQUESTS_AT_ONCE = 64
 # How long a database read behind /readyz, /status or /metrics is reused: scrapes and probes cost no query each.
@@ -44,6 +44,8 @@ REMEMBER_SECONDS = 1.0
 PAGE_SECONDS = 2.0
 # The loop monitor beats every second; this many seconds without a beat means the loop is not healthy.
 STALE_AFTER = 10.0
+# A beat this late means something holds the loop (a long computation, a blocking call): worth a person's look.
+LAG_WARN_SECONDS = 1.0
 
 
 @dataclass
@@ -141,11 +143,6 @@ def circuit_status(breaker: CircuitBreaker | None) -> dict[str, Any]:
     return {"state": breaker.state, "reason": breaker.reason, "retry_in_seconds": round(breaker.reopens_in(), 1)}
 
 
-def _health(status: str, checks: dict[str, Any], **extra: Any) -> web.Response:
-    body = {"status": status, "version": __version__, "checks": checks, **extra}
-    return web.json_response(body, status=200 if status != "fail" else 503, content_type=HEALTH_JSON)
-
-
 def create_app(
     state: DaemonState, engine: AsyncEngine, metrics: Metrics, settings: Settings, page_engine: AsyncEngine
 ) -> web.Application:
@@ -164,21 +161,24 @@ def create_app(
         async with at_once:
             return await handler(request)
 
-    async def read_database() -> dict[str, Any]:
+    async def read_database() -> healthjson.Checks:
+        read_at = datetime.now(UTC)
         try:
             async with engine.connect() as connection:
                 revision = await connection.run_sync(migrations.current_revision_of)
         except Exception as exc:  # whatever the driver raises, the answer is the same: not ready
             detail = "no answer within 2 s" if isinstance(exc, TimeoutError) else one_line(driver_error(exc))[:300]
-            return {"database": {"status": "fail", "output": f"database unreachable: {detail}"}}
+            return {"database:connection": check("fail", "datastore", output=f"database unreachable: {detail}")}
         head = migrations.head_revision()
         return {
-            "database": {"status": "pass"},
-            "schema": {
-                "status": "pass" if revision == head else "fail",
-                "observedValue": revision,
-                "output": "" if revision == head else f"schema at {revision or 'empty'}, head is {head}",
-            },
+            "database:connection": check("pass", "datastore", time=read_at),
+            "database:schema": check(
+                "pass" if revision == head else "fail",
+                "datastore",
+                revision,
+                output=f"schema at {revision or 'empty'}, head is {head}",
+                time=read_at,
+            ),
         }
 
     async def read_backlog() -> tuple[int, int] | None:
@@ -197,37 +197,67 @@ def create_app(
 
     database, backlog = Recent(read_database, REMEMBER_SECONDS), Recent(read_backlog, REMEMBER_SECONDS)
 
+    def loop_checks() -> healthjson.Checks:
+        """The event loop beats every second: a missing beat fails, a late one warns."""
+        since_beat, lag = time.monotonic() - state.beat, state.loop_lag
+        return {
+            "event-loop:lag": check(
+                "warn" if lag >= LAG_WARN_SECONDS else "pass",
+                "system",
+                round(lag * 1000, 1),
+                "ms",
+                output=f"the event loop woke {lag:.1f} s late: something holds it",
+            ),
+            "event-loop:heartbeat": check(
+                "fail" if since_beat >= STALE_AFTER else "pass",
+                "system",
+                round(since_beat, 1),
+                "s",
+                output=f"no heartbeat for {since_beat:.0f} s: the event loop is stuck",
+            ),
+        }
+
     async def livez(request: web.Request) -> web.Response:
         scheduler = state.scheduler_task
         alive = scheduler is not None and not scheduler.done()
         waiting = scheduler is None and not state.stop.is_set()  # starting up: waiting for the database
-        since_beat = time.monotonic() - state.beat
         stopping = not alive and state.stop.is_set()
         observed = "running" if alive else "waiting for the database" if waiting else "stopping" if stopping else "died"
-        checks: dict[str, dict[str, Any]] = {
-            "scheduler": {"status": "pass" if alive or waiting or stopping else "fail", "observedValue": observed},
-            "event-loop": {
-                "status": "pass" if since_beat < STALE_AFTER else "fail",
-                "observedValue": round(state.loop_lag * 1000, 1),
-                "observedUnit": "ms lag",
-                "secondsSinceHeartbeat": round(since_beat, 1),
-            },
-        }
-        status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
-        return _health(status, checks)
+        scheduler_check = check(
+            "pass" if alive or waiting or stopping else "fail",
+            "component",
+            observed,
+            output="the scheduler died: the process must be restarted",
+        )
+        return healthjson.response({"scheduler:state": scheduler_check, **loop_checks()})
 
-    async def readiness() -> dict[str, Any]:
-        checks: dict[str, Any] = dict(await database.get())
-        checks["shutdown"] = {
-            "status": "fail" if state.stop.is_set() else "pass",
-            "output": "draining for shutdown" if state.stop.is_set() else "",
+    async def readiness() -> healthjson.Checks:
+        """What /readyz reports: the database and the schema, draining (fails); the agent circuit open, dead letters
+        waiting, a late loop (warn: ready, but a person should look)."""
+        await refresh_backlog()
+        circuit = circuit_status(state.breaker)
+        return {
+            **await database.get(),
+            "daemon:shutdown": check(
+                "fail" if state.stop.is_set() else "pass", "system", output="draining for shutdown"
+            ),
+            "agent:circuit": check(
+                "pass" if circuit["state"] == "closed" else "warn",
+                "component",
+                circuit["state"],
+                output=f"dispatch paused: {circuit.get('reason')}",
+            ),
+            "events:dead-lettered": check(
+                "warn" if state.dead_lettered else "pass",
+                "datastore",
+                state.dead_lettered,
+                output=f"{state.dead_lettered} events dead-lettered: `python -m cyberevents requeue` sends them again",
+            ),
+            "event-loop:lag": loop_checks()["event-loop:lag"],
         }
-        return checks
 
     async def readyz(request: web.Request) -> web.Response:
-        checks = await readiness()
-        status = "fail" if any(check["status"] == "fail" for check in checks.values()) else "pass"
-        return _health(status, checks)
+        return healthjson.response(await readiness())
 
     def running_cycle() -> dict[str, Any] | None:
         if (running := state.running) is None:
@@ -289,7 +319,7 @@ def create_app(
         checks = await readiness()
         now = page.Now(
             _state_of(state),
-            [check.get("output") or name for name, check in checks.items() if check["status"] == "fail"],
+            healthjson.failing(checks),
             state.scheduler.next_run if state.scheduler else None,
             state.breaker,
             state.running,

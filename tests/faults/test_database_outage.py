@@ -57,7 +57,7 @@ async def test_daemon_survives_a_database_restart_mid_cycle_and_loses_nothing(
             private_postgres.stop()  # pg_ctl stop: every connection is cut
             status, body = await get(f"{daemon.health_url}/readyz")
             assert status == 503
-            assert body["checks"]["database"]["output"].startswith("database unreachable")
+            assert body["checks"]["database:connection"][0]["output"].startswith("database unreachable")
             await wait_until(lambda: any(message.startswith("Retry 1 in ") for message in caplog.messages))
             private_postgres.ensure_postgres_running()  # once the daemon has met the outage
             await wait_until(lambda: _ready(daemon.health_url))

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from cyberevents.service import Daemon
 from cyberevents.settings import Settings
 from tests.agents import recording_agent
 from tests.conftest import MakeSettings
+from tests.health_schema import health_json_errors
 from tests.proxy import Proxy
 from tests.support import ledger, wait_until
 
@@ -171,23 +172,27 @@ async def test_health_endpoints_follow_the_database_and_never_restart_for_it(
             await wait_until(lambda: _health_up(daemon))
             base = daemon.health_url
             # The database is unreachable from the start: alive, not ready.
-            assert (await get(f"{base}/livez"))[0] == 200
+            status, live = await get(f"{base}/livez")
+            assert status == 200 and health_json_errors(live) == []
             status, body = await get(f"{base}/readyz")
-            assert status == 503
+            assert status == 503 and health_json_errors(body) == []
             assert body["status"] == "fail"
-            assert body["checks"]["database"]["output"].startswith("database unreachable")
+            [connection] = body["checks"]["database:connection"]
+            assert connection["output"].startswith("database unreachable")
 
             await proxy.up()
             await wait_until(lambda: _ready(base), within=40)
             status, body = await get(f"{base}/readyz")
-            assert body["checks"]["schema"]["status"] == "pass"
+            assert health_json_errors(body) == [] and body["status"] == "pass"
+            assert body["checks"]["database:schema"][0]["status"] == "pass"
+            assert all("output" not in entry for entries in body["checks"].values() for entry in entries)
 
             await proxy.down()
             await wait_until(lambda: _not_ready(base))
             status, body = await get(f"{base}/livez")
-            assert status == 200
+            assert status == 200 and health_json_errors(body) == []
             assert body["status"] == "pass"
-            assert body["checks"]["event-loop"]["observedUnit"] == "ms lag"
+            assert body["checks"]["event-loop:lag"][0]["observedUnit"] == "ms"
             await proxy.up()
             await wait_until(lambda: _ready(base))
             await wait_until(lambda: _scheduler_waiting(daemon))
@@ -235,3 +240,43 @@ async def _ready(base: str | None) -> bool:
 
 async def _not_ready(base: str | None) -> bool:
     return (await get(f"{base}/readyz"))[0] == 503
+
+
+async def test_readiness_warns_of_dead_letters_and_an_open_circuit_and_stays_ready(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    async with recording_agent() as agent:
+        settings = daemon_settings(make_settings, agent.url, schedule="0 0 1 1 *", run_on_start=True)
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: daemon.state.last is not None and daemon.state.breaker is not None)
+            async with engine.begin() as connection:
+                await connection.execute(text("UPDATE events SET status = 'dead_lettered' WHERE id <= 2"))
+            assert daemon.state.breaker is not None
+            for _ in range(10):  # ten transient failures in a row: the agent's circuit opens
+                daemon.state.breaker.record(True, "agent unreachable: connection refused")
+
+            async def warned() -> bool:  # the dead letters are counted again within a second
+                return bool(
+                    (await get(f"{daemon.health_url}/readyz"))[1]["checks"]["events:dead-lettered"][0]["status"]
+                    == "warn"
+                )
+
+            await wait_until(warned)
+            status, body = await get(f"{daemon.health_url}/readyz")
+    assert status == 200 and health_json_errors(body) == []  # ready: a person should look, nothing should restart
+    assert body["status"] == "warn"
+    assert body["checks"]["events:dead-lettered"] == [
+        {
+            "status": "warn",
+            "componentType": "datastore",
+            "observedValue": 2,
+            "output": "2 events dead-lettered: `python -m cyberevents requeue` sends them again",
+        }
+    ]
+    [circuit] = body["checks"]["agent:circuit"]
+    assert (circuit["status"], circuit["observedValue"]) == ("warn", "open")
+    assert (
+        circuit["output"]
+        == "dispatch paused: 10 of the last 20 deliveries failed: agent unreachable: connection refused"
+    )
