@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -94,6 +95,7 @@ class AgentClient:
         verify_tls: bool = True,
         max_retry_after: float = MAX_RETRY_AFTER,
         redact: Redactor | None = None,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self._workers = workers
@@ -105,6 +107,7 @@ class AgentClient:
         self._verify_tls = verify_tls
         self._max_retry_after = max_retry_after
         self._redact = redact or Redactor(())
+        self._observe = observe or (lambda status_class: None)  # each request's end: 2xx … 5xx, timeout, unreachable
         if not verify_tls and url.startswith("https:"):
             log.warning("AGENT_TLS_VERIFY=false: the agent's certificate is NOT verified (%s)", url)
         self._session: aiohttp.ClientSession | None = None
@@ -174,6 +177,7 @@ class AgentClient:
             async with self._session.post(
                 self.url, data=delivery.body, headers=headers, allow_redirects=False
             ) as response:
+                self._observe(f"{response.status // 100}xx")
                 body = await _read_capped(response)
                 if response.status != 200:
                     raise _refusal(response, body, self._redact)
@@ -185,8 +189,10 @@ class AgentClient:
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None
         except TimeoutError:
+            self._observe("timeout")
             raise AgentError(f"agent did not answer within {self._timeout.total:g}s", transient=True) from None
         except (aiohttp.ClientError, OSError) as exc:
+            self._observe("unreachable")
             raise AgentError(f"agent unreachable: {exc or type(exc).__name__}", transient=True) from None
         except AgentError:
             raise

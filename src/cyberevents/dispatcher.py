@@ -164,6 +164,7 @@ class Dispatcher:
         even if the cycle is cancelled meanwhile, waiting for a write slot included."""
         tally.started(delivery.kind)
         status: EventStatus | None = None
+        answered = False
         try:
             try:
                 asked = time.monotonic()
@@ -171,12 +172,14 @@ class Dispatcher:
             except BaseException:
                 slots.agent.release()
                 raise
-            answered = time.monotonic() - asked
+            seconds = time.monotonic() - asked
+            tally.answered()
+            answered = True
             status = await finish_even_if_cancelled(self._settle(delivery, outcome, slots))
             if self.metrics is not None and status is not None:
-                self.metrics.observe_delivery(delivery.kind, answered, status is EventStatus.ANALYSED)
+                self.metrics.observe_delivery(delivery.kind, seconds, status is EventStatus.ANALYSED, outcome.attempts)
         finally:
-            tally.finished(delivery.kind, status)
+            tally.finished(delivery.kind, status, answered)
 
     async def _settle(self, delivery: Delivery, outcome: Answer | AgentError, slots: Slots) -> EventStatus | None:
         """Swap the request slot for a write slot, then record the outcome. The write slot is taken first, so that

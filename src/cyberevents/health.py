@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import __version__, dashboard, healthjson, migrations, page, repository
+from . import __version__, dashboard, healthjson, ledger, migrations, page, repository
 from .aio import stopped_within
 from .breaker import CircuitBreaker
 from .cycle import CycleResult
@@ -29,7 +29,9 @@ from .db import database_error, database_problem, driver_error, one_line, sessio
 from .healthjson import check
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
+from .report import kept
 from .scheduler import Scheduler
+from .scoring import Scorecard
 from .settings import Settings
 from .tally import Tally
 
@@ -267,6 +269,7 @@ def create_app(
             "slot": running.slot_at.isoformat() if running.slot_at else None,
             "started_at": running.started_at.isoformat(),
             "in_flight": running.tally.in_flight,
+            "writing": running.tally.writing,
             "kinds": {
                 kind.value: {"total": t.total, "analysed": t.analysed, "failed": t.failed}
                 for kind, t in running.tally.kinds.items()
@@ -292,8 +295,25 @@ def create_app(
             body["last_cycle"] = state.last.as_json()
         return web.json_response(body)
 
+    async def read_ledger() -> tuple[datetime | None, Scorecard | None] | None:
+        """The last success and the last scorecard, as the ledger has them; None while the database is away."""
+        try:
+            async with session_factory(engine)() as session:
+                scored = kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
+                return await ledger.last_success(session), next((card for _, card in scored.values()), None)
+        except Exception as exc:  # the database away: the gauges keep their last figures
+            if not database_error(exc) and not isinstance(exc, PoolTimeout):
+                raise
+            return None
+
+    ledger_figures = Recent(read_ledger, REMEMBER_SECONDS)
+
     async def metrics_endpoint(request: web.Request) -> web.Response:
         await refresh_backlog()
+        if (figures := await ledger_figures.get()) is not None:
+            metrics.observe_ledger(*figures)
+        metrics.loop_lag.set(state.loop_lag)
+        metrics.writing.set(state.running.tally.writing if state.running else 0)
         if state.pending is not None:
             metrics.pending.set(state.pending)
         if state.dead_lettered is not None:

@@ -117,6 +117,12 @@ async def recent_cycles(session: AsyncSession, limit: int = 5) -> list[CycleSumm
     return await _summaries(session, select(Cycle).order_by(Cycle.id.desc()).limit(limit))
 
 
+async def last_success(session: AsyncSession) -> datetime | None:
+    """When the latest cycle that analysed every event ended, whichever process ran it."""
+    query = select(func.max(Cycle.finished_at)).where(Cycle.outcome == CycleOutcome.SUCCEEDED)
+    return await session.scalar(query)
+
+
 async def cycles_by_id(session: AsyncSession, ids: Sequence[int]) -> list[CycleSummary]:
     """These rows of the ledger, latest first."""
     return await _summaries(session, select(Cycle).where(Cycle.id.in_(ids)).order_by(Cycle.id.desc()))

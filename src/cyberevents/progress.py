@@ -15,7 +15,8 @@ T = TypeVar("T")
 
 def describe(tally: Tally) -> str:
     kinds = ", ".join(f"{kind.value} {t.done}/{t.total}" for kind, t in tally.kinds.items() if t.total)
-    return f"{tally.doing} {tally.done}/{tally.total} ({kinds}), {tally.in_flight} in flight"
+    writing = f", {tally.writing} being recorded" if tally.writing else ""
+    return f"{tally.doing} {tally.done}/{tally.total} ({kinds}), {tally.in_flight} in flight{writing}"
 
 
 class Progress:

@@ -85,6 +85,7 @@ async def open_resources(
                 backoff_seconds=settings.agent_retry_backoff_seconds,
                 verify_tls=settings.agent_tls_verify,
                 redact=redact,
+                observe=metrics.observe_response if metrics is not None else None,
             )
         )
         write_engine = await stack.enter_async_context(

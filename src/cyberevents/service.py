@@ -195,11 +195,7 @@ class Daemon:
             return
         self.state.last = result
         self.metrics.cycles.labels(result.outcome.value).inc()
-        self.metrics.cycle_seconds.observe(result.total_seconds)
-        if result.score is not None:
-            self.metrics.observe_score(result.score)
-        if result.outcome is CycleOutcome.SUCCEEDED:
-            self.metrics.last_success.set(datetime.now(UTC).timestamp())
+        self.metrics.cycle_seconds.observe(result.total_seconds)  # the last success and score: from the ledger
 
     async def _cycle_or_help(self, resources: Resources, request: CycleRequest) -> CycleResult | None:
         """This slot's cycle; or, if another process is running one, help with it instead (None)."""

@@ -34,7 +34,8 @@ class Tally:
     """Live counts of a dispatch, per kind; progress displays and the cycle summary read it."""
 
     kinds: dict[EventKind, KindTally]
-    in_flight: int = 0
+    in_flight: int = 0  # agent requests sent and not yet answered: at most DISPATCH_WORKERS
+    writing: int = 0  # answers being recorded
     listeners: list[Callable[[Tally], None]] = field(default_factory=list)
     doing: str = "dispatched"  # what the progress line says of it
 
@@ -60,9 +61,18 @@ class Tally:
         if tally.first_started is None:
             tally.first_started = time.monotonic()
 
-    def finished(self, kind: EventKind, status: EventStatus | None) -> None:
-        """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending."""
+    def answered(self) -> None:
+        """The agent has answered (or failed to): the delivery moves from its request to its write."""
         self.in_flight -= 1
+        self.writing += 1
+
+    def finished(self, kind: EventKind, status: EventStatus | None, answered: bool = False) -> None:
+        """Count a delivery's recorded outcome; None means nothing was recorded and the event stays pending.
+        `answered`: the delivery got as far as its write (`answered` was called)."""
+        if answered:
+            self.writing -= 1
+        else:
+            self.in_flight -= 1
         if status is None:
             return
         tally = self.kinds[kind]

@@ -11,18 +11,20 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cyberevents.cycle import CycleRequest, run_cycle
 from cyberevents.generator import Counts
+from cyberevents.metrics import Metrics
 from cyberevents.models import Cycle, CycleOutcome, CycleTrigger, Event, EventStatus
 from cyberevents.resources import open_service
 from cyberevents.service import Daemon
 from cyberevents.settings import Settings
-from tests.agents import recording_agent
+from tests.agents import Responder, bundled_rules, recording_agent
 from tests.conftest import MakeSettings
 from tests.health_schema import health_json_errors
 from tests.proxy import Proxy
@@ -218,6 +220,14 @@ async def test_health_endpoints_follow_the_database_and_never_restart_for_it(
                 "cyberevents_last_success_timestamp_seconds",
                 "cyberevents_dead_lettered_events",
                 "cyberevents_agent_circuit_open",
+                "cyberevents_dispatch_writes_pending",
+                "cyberevents_agent_retries",
+                "cyberevents_agent_responses",
+                "cyberevents_event_loop_lag_seconds",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "process_cpu_seconds",
+                "python_gc_collections",
             }
             async with aiohttp.ClientSession() as http:  # nothing on the health server changes state
                 for path in ("/livez", "/readyz", "/status", "/metrics"):
@@ -280,3 +290,53 @@ async def test_readiness_warns_of_dead_letters_and_an_open_circuit_and_stays_rea
         circuit["output"]
         == "dispatch paused: 10 of the last 20 deliveries failed: agent unreachable: connection refused"
     )
+
+
+def first_try_unavailable() -> Responder:
+    """503 to each event's first request, the bundled verdict to its retry: every delivery retried once."""
+    seen: set[int] = set()
+
+    def respond(request: dict[str, Any]) -> web.Response:
+        if request["event_id"] not in seen:
+            seen.add(request["event_id"])
+            return web.Response(status=503, text="busy")
+        return bundled_rules(request)
+
+    return respond
+
+
+def samples_of(exposition: str | bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = exposition.decode() if isinstance(exposition, bytes) else exposition
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_a_restarted_replica_reports_the_ledgers_last_success_and_each_request_is_counted(
+    make_settings: MakeSettings, engine: AsyncEngine
+) -> None:
+    metrics = Metrics()
+    async with recording_agent(respond=first_try_unavailable()) as agent:
+        settings = daemon_settings(make_settings, agent.url, agent_max_retries=1, schedule="0 0 1 1 *")
+        async with open_service(settings, metrics) as resources:  # a process that ran a cycle, then stopped
+            earlier = await run_cycle(resources, CycleRequest(Counts(10, 0, 0)))
+        assert earlier is not None and earlier.outcome is CycleOutcome.SUCCEEDED
+        counted = samples_of(metrics.render())
+        # Another process starts: it runs no cycle (one ran since the latest slot), yet reports the ledger's.
+        daemon = Daemon(settings.model_copy(update={"run_on_start": True}), asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: daemon.state.scheduler is not None)
+            _, exposition = await get(f"{daemon.health_url}/metrics")
+    async with engine.connect() as connection:
+        finished = (await connection.execute(select(func.max(Cycle.finished_at)))).scalar_one()
+    reported = samples_of(exposition)
+    assert finished is not None and daemon.state.last is None  # it ran nothing itself
+    assert reported[("cyberevents_last_success_timestamp_seconds", ())] == finished.timestamp()
+    # The last scorecard, from the ledger: ten benign logins, none flagged by the bundled rules.
+    assert reported[("cyberevents_score", (("figure", "false_positive_rate"),))] == 0.0
+    # The first process's 10 events, each asked twice: a 503, then a verdict.
+    assert counted[("cyberevents_agent_responses_total", (("status_class", "5xx"),))] == 10
+    assert counted[("cyberevents_agent_responses_total", (("status_class", "2xx"),))] == 10
+    assert counted[("cyberevents_agent_retries_total", ())] == 10

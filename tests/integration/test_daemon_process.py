@@ -50,6 +50,8 @@ def test_sigterm_mid_cycle_exits_0_within_the_grace_with_nothing_lost_or_doubled
     read_until(daemon.stderr, "analysed: severity=", sample)  # the first verdict is in
     with urllib.request.urlopen(f"{base}/", timeout=30) as page:  # the status page, rendered mid-cycle
         assert page.status == 200 and b"Backlog" in page.read()
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as scrape:  # process collectors read /proc, no thread
+        assert b"process_open_fds" in scrape.read()
     samples.extend(t for t in [threads_of(daemon.pid)] if t is not None)
     signalled = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
