@@ -15,6 +15,7 @@ from . import ledger, queue, repository
 from .aio import finish_even_if_cancelled, stopped_within
 from .db import database_error, driver_error
 from .generator import Counts, cycle_seed, generate
+from .logs import log_context
 from .models import CycleOutcome, CycleTrigger, EventKind
 from .resources import Resources
 from .retention import prune, retention_cutoff
@@ -146,6 +147,21 @@ async def _run_locked(resources: Resources, request: CycleRequest) -> CycleResul
     if not opened:
         log.info("Slot %s already has a cycle (another replica ran it); skipping", request.slot_at)
         return None
+    with log_context(cycle_id=cycle_id, seed=seed, slot=request.slot_at.isoformat() if request.slot_at else None):
+        return await _run_opened(resources, request, cycle_id, seed, started_at, clock, earlier)
+
+
+async def _run_opened(
+    resources: Resources,
+    request: CycleRequest,
+    cycle_id: int,
+    seed: int,
+    started_at: datetime,
+    clock: float,
+    earlier: Sequence[int],
+) -> CycleResult:
+    """The cycle, once its ledger row is written: every log line from here on names it (logs.log_context)."""
+    settings = resources.settings
     log.info("=== Starting event generation cycle at %s ===", started_at.isoformat(timespec="seconds"))
     log.info(
         "Cycle %d (%s): seed %d (regenerate with: cyberevents generate --seed %d --window-end %s)",

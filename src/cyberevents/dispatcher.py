@@ -26,6 +26,7 @@ from .aio import finish_even_if_cancelled
 from .breaker import CircuitBreaker
 from .db import database_unavailable, driver_error, one_line
 from .liveness import Liveness
+from .logs import log_context
 from .metrics import Metrics
 from .models import EventStatus
 from .outage import through_outage
@@ -160,6 +161,11 @@ class Dispatcher:
             log.info("Released %d claimed events that were not delivered; they stay pending", released)
 
     async def _deliver(self, delivery: Delivery, slots: Slots, tally: Tally) -> None:
+        """One delivery, in a task of its own: every line it logs (retries included) names its event."""
+        with log_context(event_id=delivery.event_id, kind=delivery.kind.value):
+            await self._deliver_logged(delivery, slots, tally)
+
+    async def _deliver_logged(self, delivery: Delivery, slots: Slots, tally: Tally) -> None:
         """Runs holding a request slot (taken by the feeder); once the agent has answered, the answer is recorded
         even if the cycle is cancelled meanwhile, waiting for a write slot included."""
         tally.started(delivery.kind)

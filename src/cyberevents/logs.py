@@ -1,17 +1,47 @@
-"""Logging set-up: lines a human scans easily, or one JSON object per line for log shippers."""
+"""Logging set-up: lines a human scans easily, or one JSON object per line for log shippers, in the field names of
+the Elastic Common Schema (ECS) as its ecs-logging libraries write them. Every line says which cycle and which
+event it is about, as fields (log_context), through context variables: each dispatch task carries its own."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import stamina.instrumentation
 
 from .redaction import RedactingFormatter, Redactor
 
 log = logging.getLogger("cyberevents.retry")
+
+ECS_VERSION = "1.6.0"
+# What a line is about, as ECS custom fields: a namespace of cyberevents' own, so that `event.*` (ECS's own: the
+# log event) never means a security event here.
+FIELDS = {
+    "cycle_id": "cyberevents.cycle.id",
+    "seed": "cyberevents.cycle.seed",
+    "slot": "cyberevents.cycle.slot",
+    "event_id": "cyberevents.event.id",
+    "kind": "cyberevents.event.kind",
+}
+_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("cyberevents_log_context", default=MappingProxyType({}))
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Every line logged inside, in this task and the tasks it starts, carries `fields` (names from FIELDS)."""
+    token = _CONTEXT.set(
+        {**_CONTEXT.get(), **{FIELDS[name]: value for name, value in fields.items() if value is not None}}
+    )
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
@@ -20,16 +50,31 @@ def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
 
 
 class JsonFormatter(logging.Formatter):
+    """One ECS object per line, the context's fields with it."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
+        entry: dict[str, object] = {
+            "@timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "log.level": record.levelname.lower(),
+            "log.logger": record.name,
             "message": record.getMessage(),
+            "ecs.version": ECS_VERSION,
+            **_CONTEXT.get(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["error.stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+class TextFormatter(logging.Formatter):
+    """The human's line; a line about one event ends with which (a retry's, say)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = _CONTEXT.get()
+        if (event := context.get(FIELDS["event_id"])) is not None:
+            return f"{line} [event {event} {context.get(FIELDS['kind'], '')}]".replace(" ]", "]")
+        return line
 
 
 def log_retries() -> None:
@@ -40,7 +85,7 @@ def log_retries() -> None:
 def configure_logging(level: str, fmt: str = "text", redact: Redactor | None = None) -> None:
     """Log lines to stderr, every one redacted of the secrets `redact` knows."""
     handler = logging.StreamHandler(sys.stderr)
-    text = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    text = TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     formatter = JsonFormatter() if fmt == "json" else text
     handler.setFormatter(RedactingFormatter(formatter, redact or Redactor(())))
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -93,13 +93,31 @@ def test_run_once_prints_per_kind_lines_and_keeps_the_old_log_lines(database_url
     assert "AGENT_URL is unset: serving the reference agent in-process at http://127.0.0.1:" in result.stderr
 
 
-def test_json_logs_for_log_shippers(database_url: URL) -> None:
-    env = {"DATABASE_URL": by_host_name(database_url), "LOG_FORMAT": "json"}
-    result = cli("run-once", "--login", "1", "--firewall", "1", "--patch", "1", env=env)
-    assert result.returncode == 0, result.stderr
+def test_json_logs_for_log_shippers_carry_their_cycle_and_event_as_ecs_fields(database_url: URL) -> None:
+    env = {
+        "DATABASE_URL": by_host_name(database_url),
+        "LOG_FORMAT": "json",
+        "AGENT_URL": "http://127.0.0.1:9/analyse",  # nobody listens: every delivery is retried, then fails
+        "AGENT_MAX_RETRIES": "1",
+        "AGENT_RETRY_BACKOFF_SECONDS": "0.01",
+    }
+    result = cli("run-once", "--json", "--login", "2", "--firewall", "0", "--patch", "0", env=env)
+    assert result.returncode == 1, result.stderr
+    cycle = json.loads(result.stdout)
     entries = [json.loads(line) for line in result.stderr.splitlines()]
-    assert {"time", "level", "logger", "message"} <= set(entries[0])
-    assert any(entry["message"].startswith("=== Event generation cycle completed successfully") for entry in entries)
+    assert {"@timestamp", "log.level", "log.logger", "message", "ecs.version"} <= set(entries[0])
+    about_the_cycle = [entry for entry in entries if entry["log.logger"] == "cyberevents.cycle"]
+    assert about_the_cycle and all(
+        (entry["cyberevents.cycle.id"], entry["cyberevents.cycle.seed"]) == (cycle["cycle_id"], cycle["seed"])
+        for entry in about_the_cycle
+    )
+    retries = [entry for entry in entries if entry["message"].startswith("Retry 1 in ")]
+    assert len(retries) == 2  # one per event, each naming it
+    assert {(entry["cyberevents.event.id"], entry["cyberevents.event.kind"]) for entry in retries} == {
+        (1, "login"),
+        (2, "login"),
+    }
+    assert all(entry["log.level"] == "warning" for entry in retries)
 
 
 def test_run_once_exits_1_when_events_fail_and_records_them(database_url: URL) -> None:
