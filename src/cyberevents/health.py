@@ -309,7 +309,7 @@ def create_app(
     ledger_figures = Recent(read_ledger, REMEMBER_SECONDS)
 
     async def metrics_endpoint(request: web.Request) -> web.Response:
-        await refresh_backlog()
+        metrics.ready.set(healthjson.worst(await readiness()) != "fail")  # the backlog refreshed with it
         if (figures := await ledger_figures.get()) is not None:
             metrics.observe_ledger(*figures)
         metrics.loop_lag.set(state.loop_lag)

@@ -80,6 +80,11 @@ class Metrics:
             "Database-wide (max() across replicas): events that failed MAX_ATTEMPTS deliveries (`cyberevents requeue`)",
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "cyberevents_ready",
+            "1 while /readyz passes or warns: the database answers, the schema is at head, not draining",
+            registry=self.registry,
+        )
         self.circuit_open = Gauge(
             "cyberevents_agent_circuit_open",
             "1 while dispatch pauses because most agent calls fail",

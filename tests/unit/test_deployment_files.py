@@ -6,12 +6,16 @@ other things), so it is caught here instead: each one must be a Settings field, 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from cyberevents import __version__
+from cyberevents.metrics import Metrics
 from cyberevents.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,24 +87,49 @@ def test_compose_sets_only_real_settings_and_wires_health_and_shutdown() -> None
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
 
 
-def test_kubernetes_manifests_set_only_real_settings_and_outlast_the_shutdown_grace() -> None:
-    documents = [
-        document for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-        for document in yaml.safe_load_all(path.read_text())
-    ]  # fmt: skip
-    kinds = {document["kind"]: document for document in documents}
-    assert set(kinds) == {"ConfigMap", "Secret", "Deployment", "CronJob"}
-    settings = load(kinds["ConfigMap"]["data"] | kinds["Secret"]["stringData"])
-    daemon = kinds["Deployment"]["spec"]["template"]["spec"]
-    job = kinds["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+K8S = ROOT / "deploy" / "k8s"
+
+
+def manifests(*names: str) -> dict[str, Any]:
+    """The kustomize sources, by kind (CI renders the overlays with kubectl and validates what they render)."""
+    return {document["kind"]: document for name in names for document in yaml.safe_load_all((K8S / name).read_text())}
+
+
+def test_kubernetes_overlays_set_only_real_settings_read_secrets_from_files_and_run_restricted(tmp_path: Path) -> None:
+    sources = manifests(
+        "base/configmap.yaml", "base/kustomization.yaml", "daemon/deployment.yaml", "daemon/service.yaml",
+        "daemon/poddisruptionbudget.yaml", "cronjob/cronjob.yaml",
+    )  # fmt: skip
+    config = sources["ConfigMap"]["data"]
+    files = {  # the Secret's files, where the ConfigMap says they are mounted
+        name: config[f"{name.upper()}_FILE"] for name in ("database_url", "agent_token")
+    }
+    generated = dict(entry.split("=") for entry in sources["Kustomization"]["secretGenerator"][0]["files"])
+    assert set(generated) == {Path(path).name for path in files.values()}
+    for name, path in files.items():  # the settings load from those files, as in a pod
+        (tmp_path / name).write_text((K8S / "base" / generated[Path(path).name]).read_text())
+    settings = load(config | {f"{name.upper()}_FILE": str(tmp_path / name) for name in files})
+    assert settings.sqlalchemy_url is not None and settings.agent_token is not None
+    mounted = {Path(path).parent for path in files.values()}
+    daemon = sources["Deployment"]["spec"]["template"]["spec"]
+    job = sources["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     for pod in (daemon, job):
         assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds
+        # The restricted Pod Security level, no API token, no Service links turned into settings.
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+        [volume] = pod["volumes"]
+        assert volume["secret"]["secretName"] == "cyberevents"
         for container in pod["containers"]:
-            assert "env" not in container  # every setting comes from the ConfigMap and Secret checked above
-            sources = {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]}
-            assert sources == {"cyberevents"}
+            assert "env" not in container  # every setting comes from the ConfigMap and the Secret's files
+            assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == ["cyberevents"]
+            [mount] = container["volumeMounts"]
+            assert (mount["name"], Path(mount["mountPath"])) == (volume["name"], *mounted)
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["image"] == "cyberevents"  # deploy/k8s/image names it, for both overlays
     # run-once ends its cycle itself, within the Job's deadline and with time left for its shutdown grace.
-    deadline = kinds["CronJob"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    deadline = sources["CronJob"]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
     assert settings.cycle_timeout_seconds is not None
     assert deadline > settings.cycle_timeout_seconds + settings.shutdown_grace_seconds
     container = daemon["containers"][0]
@@ -108,6 +137,12 @@ def test_kubernetes_manifests_set_only_real_settings_and_outlast_the_shutdown_gr
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert settings.health_host == "0.0.0.0"
+    pod_labels = sources["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert sources["Service"]["spec"]["selector"].items() <= pod_labels.items()
+    assert sources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert sources["Service"]["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    image = yaml.safe_load((K8S / "image" / "kustomization.yaml").read_text())["images"][0]
+    assert image["newTag"] == __version__
 
 
 def test_dockerfile_sets_only_real_settings() -> None:
@@ -118,3 +153,34 @@ def test_dockerfile_sets_only_real_settings() -> None:
     assert settings.health_host == "0.0.0.0"
     assert re.search(r"^HEALTHCHECK .*/livez", final_stage, re.MULTILINE)
     assert re.search(r"^USER 10001", final_stage, re.MULTILINE)
+
+
+MONITORING = ROOT / "deploy" / "monitoring"
+
+
+def exposed() -> set[str]:
+    """Every series name /metrics can show, the names a counter's and a histogram's samples take included."""
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+    names: set[str] = set()
+    for family in text_string_to_metric_families(Metrics().render().decode()):
+        names |= {family.name, *(sample.name for sample in family.samples)}
+        names |= {family.name + suffix for suffix in suffixes.get(family.type, ())}
+    return names
+
+
+def test_every_metric_an_alert_or_a_dashboard_panel_names_exists_in_metrics() -> None:
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())["groups"][0]["rules"]
+    for rule in rules:
+        assert {"alert", "expr", "for", "labels", "annotations"} <= set(rule), rule
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    expressions = [rule["expr"] for rule in rules]
+    expressions += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = {name for expression in expressions for name in re.findall(r"\b(?:cyberevents|process)_\w+", expression)}
+    assert len(named) > 15
+    assert named <= exposed(), named - exposed()
+    # Database-wide gauges are the same on every replica: an alert or panel that sums them counts them twice.
+    database_wide = ("pending_events", "dead_lettered_events", "last_success", "score")
+    for expression in expressions:
+        for summed in re.findall(r"sum[^(]*\((?:[^()]|\([^()]*\))*\)", expression):
+            assert not any(name in summed for name in database_wide), expression
