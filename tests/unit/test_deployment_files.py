@@ -73,10 +73,26 @@ def test_compose_sets_only_real_settings_and_wires_health_and_shutdown() -> None
     services = compose["services"]
     ours = {name: service for name, service in services.items() if service.get("image", "").startswith("cyberevents")}
     assert set(ours) == {"migrate", "agent", "backend"}
+
+    def environment(service: dict[str, Any]) -> dict[str, str]:
+        """The service's settings, a secret's /run/secrets/NAME read from the file compose mounts there."""
+        values = {name: compose_value(value) for name, value in service.get("environment", {}).items()}
+        for name, value in values.items():
+            if value.startswith("/run/secrets/"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in service["secrets"], f"{name}: {secret} is not mounted"
+                values[name] = str(ROOT / compose["secrets"][secret]["file"])
+        return values
+
     for service in ours.values():
-        load({name: compose_value(value) for name, value in service.get("environment", {}).items()})
+        load(environment(service))
     backend = services["backend"]
-    settings = load({name: compose_value(value) for name, value in backend["environment"].items()})
+    settings = load(environment(backend))
+    assert settings.sqlalchemy_url is not None and settings.sqlalchemy_url.host == "db"
+    # The database's own password and the URL's are the same, each from its file.
+    password = (ROOT / compose["secrets"]["postgres_password"]["file"]).read_text().strip()
+    assert services["db"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert settings.sqlalchemy_url.password == password
     assert settings.health_host == "0.0.0.0"
     assert f"127.0.0.1:{settings.health_port}/healthz" in " ".join(backend["healthcheck"]["test"])
     agent = services["agent"]["command"]
