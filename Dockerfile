@@ -2,18 +2,25 @@
 # Two stages: the first builds the wheel and a virtual environment with everything installed; the second is a
 # slim Python with that environment copied in, no build tools, running as an unprivileged user.
 
-FROM python:3.11-slim-bookworm AS build
+# The base image, an exact Python release (the one requirements/*.txt were locked with). To pin it by digest as well,
+# pass it with one: --build-arg PYTHON_BASE=python:3.11.7-slim-bookworm@sha256:… (docs/operations.md, "Upgrading").
+ARG PYTHON_BASE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.txt ./requirements/
 COPY src ./src
 COPY alembic ./alembic
-# The same wheel CI builds and runs (.ci/run): the package is installed, never copied as source.
+# Every dependency at its locked version and hash (no embedded PostgreSQL: the image runs against a real one), then
+# the same wheel CI builds and runs (.ci/run): the package is installed, never copied as source.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/cyberevents \
-    && /opt/cyberevents/bin/pip install /wheels/cyberevents-*.whl
+    && /opt/cyberevents/bin/pip install --require-hashes -r requirements/runtime.txt \
+    && /opt/cyberevents/bin/pip install --no-deps /wheels/cyberevents-*.whl
 
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_BASE}
 COPY --from=build /opt/cyberevents /opt/cyberevents
 RUN groupadd --system --gid 10001 cyberevents \
     && useradd --system --uid 10001 --gid cyberevents --home-dir /var/lib/cyberevents --create-home cyberevents

@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint format typecheck test test-fast check clean bench
+.PHONY: install lint format typecheck test test-fast check clean bench lock
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 
 lint:
 	$(BIN)/ruff check src tests alembic bench
@@ -34,3 +35,12 @@ clean:
 
 bench:
 	$(BIN)/python -m bench
+
+# The locked versions and hashes CI, `make install` and the image install (needs pip-tools: pip install pip-tools).
+# Run after changing a dependency in pyproject.toml, and commit the three files with it.
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	--allow-unsafe
+lock:
+	$(LOCK) --output-file requirements/runtime.txt pyproject.toml
+	$(LOCK) --extra embedded --output-file requirements/embedded.txt pyproject.toml
+	$(LOCK) --extra test --extra dev --output-file requirements/dev.txt pyproject.toml

