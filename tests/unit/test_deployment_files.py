@@ -127,7 +127,7 @@ def test_kubernetes_overlays_set_only_real_settings_read_secrets_from_files_and_
     generated = dict(entry.split("=") for entry in sources["Kustomization"]["secretGenerator"][0]["files"])
     assert set(generated) == {Path(path).name for path in files.values()}
     for name, path in files.items():  # the settings load from those files, as in a pod
-        (tmp_path / name).write_text((K8S / "base" / generated[Path(path).name]).read_text())
+        (tmp_path / name).write_text((K8S / "base" / f"{generated[Path(path).name]}.example").read_text())
     settings = load(config | {f"{name.upper()}_FILE": str(tmp_path / name) for name in files})
     assert settings.sqlalchemy_url is not None and settings.agent_token is not None
     mounted = {Path(path).parent for path in files.values()}
