@@ -10,12 +10,13 @@ FROM ${PYTHON_BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY requirements/runtime.txt ./requirements/
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
 COPY src ./src
 COPY alembic ./alembic
-# Every dependency at its locked version and hash (no embedded PostgreSQL: the image runs against a real one), then
-# the same wheel CI builds and runs (.ci/run): the package is installed, never copied as source.
-RUN pip wheel --no-deps --wheel-dir /wheels . \
+# Every dependency at its locked version and hash, the build backend's too (no embedded PostgreSQL: the image runs
+# against a real one), then the same wheel CI builds and runs (.ci/run): installed, never copied as source.
+RUN pip install --require-hashes -r requirements/build.txt \
+    && pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
     && python -m venv /opt/cyberevents \
     && /opt/cyberevents/bin/pip install --require-hashes -r requirements/runtime.txt \
     && /opt/cyberevents/bin/pip install --no-deps /wheels/cyberevents-*.whl
@@ -24,8 +25,8 @@ FROM ${PYTHON_BASE}
 COPY --from=build /opt/cyberevents /opt/cyberevents
 RUN groupadd --system --gid 10001 cyberevents \
     && useradd --system --uid 10001 --gid cyberevents --home-dir /var/lib/cyberevents --create-home cyberevents
-# HEALTH_HOST: the probes must be reachable from outside the container. DATA_DIR is used only when
-# DATABASE_URL is unset (the embedded PostgreSQL), and belongs to the unprivileged user.
+# HEALTH_HOST: the probes must be reachable from outside the container. DATA_DIR is the unprivileged user's home;
+# the image has no embedded PostgreSQL to keep there (DATABASE_URL is required).
 ENV PATH=/opt/cyberevents/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

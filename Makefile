@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt -r requirements/build.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 
 lint:
 	$(BIN)/ruff check src tests alembic bench
@@ -44,3 +44,5 @@ lock:
 	$(LOCK) --output-file requirements/runtime.txt pyproject.toml
 	$(LOCK) --extra embedded --output-file requirements/embedded.txt pyproject.toml
 	$(LOCK) --extra test --extra dev --output-file requirements/dev.txt pyproject.toml
+	$(LOCK) --build-deps-for=wheel --build-deps-for=editable --only-build-deps --output-file requirements/build.txt \
+		pyproject.toml

@@ -7,6 +7,7 @@ is too large) are not: retrying would get the same answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -171,13 +172,14 @@ class AgentClient:
         """One request; whatever the agent sends back, a verdict or an AgentError for this event alone."""
         assert self._session is not None, "AgentClient used outside `async with`"
         headers = self._headers | {IDEMPOTENCY_HEADER: str(delivery.uid)}
+        ended: str | None = "unreachable"  # how the request ended, counted once: its status class once headers are in
         try:
             # No redirects: followed, a 303 turns the POST into a bodiless GET, and the verdict of whatever server it
             # lands on would be stored for an event that server never saw; a 307 sends the event to any host named.
             async with self._session.post(
                 self.url, data=delivery.body, headers=headers, allow_redirects=False
             ) as response:
-                self._observe(f"{response.status // 100}xx")
+                ended = f"{response.status // 100}xx"
                 body = await _read_capped(response)
                 if response.status != 200:
                     raise _refusal(response, body, self._redact)
@@ -189,16 +191,21 @@ class AgentClient:
         except InvalidVerdict as exc:
             raise AgentError(str(exc), transient=False) from None
         except TimeoutError:
-            self._observe("timeout")
+            ended = "timeout"
             raise AgentError(f"agent did not answer within {self._timeout.total:g}s", transient=True) from None
         except (aiohttp.ClientError, OSError) as exc:
-            self._observe("unreachable")
             raise AgentError(f"agent unreachable: {exc or type(exc).__name__}", transient=True) from None
         except AgentError:
+            raise
+        except asyncio.CancelledError:
+            ended = None  # cut short by this process, not ended by the agent: not counted
             raise
         except Exception as exc:  # a response no rule above foresaw is still this event's failure, not the cycle's
             log.debug("Unreadable agent response", exc_info=True)
             raise AgentError(f"agent response unreadable: {type(exc).__name__}: {exc}", transient=False) from None
+        finally:
+            if ended is not None:
+                self._observe(ended)
 
 
 def _one_line(text: str) -> str:

@@ -182,8 +182,10 @@ async def _run_opened(
     try:
         async with deadline:
             redelivering = time.monotonic()
-            await _redeliver(resources, cycle_id, request, backlog)
-            redelivery_seconds = time.monotonic() - redelivering
+            try:
+                await _redeliver(resources, cycle_id, request, backlog)
+            finally:  # cut off meanwhile or not, the time it took
+                redelivery_seconds = time.monotonic() - redelivering
             dispatch_seconds = await _generate_and_dispatch(resources, cycle_id, seed, started_at, request, tally)
         counted = await _count(resources, cycle_id, tally)
         outcome = _outcome(sum(k.analysed for k in counted), tally.total, request.stop.is_set())
@@ -266,12 +268,15 @@ async def _redeliver(resources: Resources, cycle_id: int, request: CycleRequest,
         log.warning(
             "Dead-lettered %d earlier events at MAX_ATTEMPTS=%d (see their last_error)", dead, settings.max_attempts
         )
+    started = time.monotonic()
     await resources.dispatcher.dispatch(cycle_id, backlog, request.stop, scope="backlog")
     if backlog.total:
         dead = sum(kind.dead_lettered for kind in backlog.kinds.values())
         log.info(
-            "Redelivered %d events of earlier cycles: %d analysed, %d failed (%d dead-lettered after %d attempts)",
+            "Redelivered %d events of earlier cycles in %.1fs: %d analysed, %d failed (%d dead-lettered after %d "
+            "attempts)",
             backlog.total,
+            time.monotonic() - started,
             backlog.analysed,
             backlog.done - backlog.analysed,
             dead,
@@ -357,7 +362,8 @@ async def help_running_cycles(resources: Resources, stop: asyncio.Event) -> Tall
         if not running:
             break
         for cycle_id in running:
-            claimed = await dispatcher.dispatch(cycle_id, tally, stop, scope="shared")
+            with log_context(cycle_id=cycle_id):
+                claimed = await dispatcher.dispatch(cycle_id, tally, stop, scope="shared")
             async with resources.sessions() as session, session.begin():
                 _, held = await queue.cycle_progress(session, cycle_id, dispatcher.claimant.owner)
                 # Nothing this process could claim, nothing a live one holds: what is left (events whose deliveries

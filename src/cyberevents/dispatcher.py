@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +32,7 @@ from .models import EventStatus
 from .outage import through_outage
 from .protocol import Delivery, Shape, in_ocsf
 from .redaction import Redactor
-from .tally import Tally
+from .tally import Activity, Tally
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Dispatcher:
     redact: Redactor
     metrics: Metrics | None = None
     payload: Shape = "native"  # AGENT_PAYLOAD
+    activity: Activity = field(default_factory=Activity)  # every dispatch of this process together
 
     @property
     def batch_size(self) -> int:
@@ -169,6 +170,7 @@ class Dispatcher:
         """Runs holding a request slot (taken by the feeder); once the agent has answered, the answer is recorded
         even if the cycle is cancelled meanwhile, waiting for a write slot included."""
         tally.started(delivery.kind)
+        self.activity.requests += 1
         status: EventStatus | None = None
         answered = False
         try:
@@ -180,12 +182,18 @@ class Dispatcher:
                 raise
             seconds = time.monotonic() - asked
             tally.answered()
+            self.activity.requests -= 1
+            self.activity.writing += 1
             answered = True
             status = await finish_even_if_cancelled(self._settle(delivery, outcome, slots))
             if self.metrics is not None and status is not None:
                 self.metrics.observe_delivery(delivery.kind, seconds, status is EventStatus.ANALYSED, outcome.attempts)
         finally:
             tally.finished(delivery.kind, status, answered)
+            if answered:
+                self.activity.writing -= 1
+            else:
+                self.activity.requests -= 1
 
     async def _settle(self, delivery: Delivery, outcome: Answer | AgentError, slots: Slots) -> EventStatus | None:
         """Swap the request slot for a write slot, then record the outcome. The write slot is taken first, so that

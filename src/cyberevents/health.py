@@ -33,7 +33,7 @@ from .report import kept
 from .scheduler import Scheduler
 from .scoring import Scorecard
 from .settings import Settings
-from .tally import Tally
+from .tally import Activity, Tally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,6 +73,7 @@ class DaemonState:
     pending: int | None = None
     dead_lettered: int | None = None
     breaker: CircuitBreaker | None = None
+    activity: Activity = field(default_factory=Activity)  # the dispatcher's, once it exists
     database: str | None = None  # why the database fails the daemon's loops; None while it answers
 
     def database_failed(self, exc: BaseException, doing: str) -> None:
@@ -313,13 +314,13 @@ def create_app(
         if (figures := await ledger_figures.get()) is not None:
             metrics.observe_ledger(*figures)
         metrics.loop_lag.set(state.loop_lag)
-        metrics.writing.set(state.running.tally.writing if state.running else 0)
+        metrics.writing.set(state.activity.writing)
         if state.pending is not None:
             metrics.pending.set(state.pending)
         if state.dead_lettered is not None:
             metrics.dead_lettered.set(state.dead_lettered)
         metrics.circuit_open.set(state.breaker is not None and state.breaker.state != "closed")
-        metrics.in_flight.set(state.running.tally.in_flight if state.running else 0)
+        metrics.in_flight.set(state.activity.requests)
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def read_page() -> dashboard.Snapshot | None:

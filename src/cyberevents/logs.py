@@ -67,14 +67,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The human's line; a line about one event ends with which (a retry's, say)."""
+    """The human's line; a line about one event ends with which (a retry's, say), unless it names it already."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         context = _CONTEXT.get()
-        if (event := context.get(FIELDS["event_id"])) is not None:
-            return f"{line} [event {event} {context.get(FIELDS['kind'], '')}]".replace(" ]", "]")
-        return line
+        event = context.get(FIELDS["event_id"])
+        if event is None or f"Event {event} " in record.getMessage():
+            return line
+        return f"{line} [event {event} {context[FIELDS['kind']]}]"
 
 
 def log_retries() -> None:

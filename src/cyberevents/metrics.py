@@ -20,8 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .models import CycleOutcome, EventKind
 from .scoring import Scorecard
+from .vocabulary import CycleOutcome, EventKind
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

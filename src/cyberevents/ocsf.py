@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__
-from .models import EventKind, Severity
+from .vocabulary import EventKind, Severity
 
 VERSION = "1.5.0"
 PRODUCT = {"name": "cyberevents", "vendor_name": "cyberevents", "version": __version__}

@@ -14,7 +14,7 @@ from typing import Any, Literal, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from . import ocsf
-from .models import EventKind, Severity
+from .vocabulary import EventKind, Severity
 
 # The two shapes an event is sent (AGENT_PAYLOAD) and exported in: cyberevents' own, or OCSF 1.5.0 (ocsf.py).
 Shape = Literal["native", "ocsf"]

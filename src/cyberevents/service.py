@@ -126,6 +126,7 @@ class Daemon:
                 if resources is None:
                     return
                 self.state.breaker = resources.dispatcher.breaker
+                self.state.activity = resources.dispatcher.activity
                 scheduler = Scheduler(
                     settings,
                     lambda slot, trigger: self._run_cycle(resources, slot, trigger),

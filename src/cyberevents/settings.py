@@ -22,10 +22,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .generator import DEFAULT_SUBTLE_SHARE
-from .models import Severity
 from .protocol import Shape
 from .schedule import expand, next_slot
-from .vocabulary import MAX_EVENTS_PER_KIND
+from .vocabulary import MAX_EVENTS_PER_KIND, Severity
 
 # libpq query options people paste, and the asyncpg connect() argument each becomes.
 _LIBPQ_OPTIONS = {"sslmode": "ssl", "connect_timeout": "timeout", "host": "host", "port": "port"}

