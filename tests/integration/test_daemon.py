@@ -340,3 +340,19 @@ async def test_a_restarted_replica_reports_the_ledgers_last_success_and_each_req
     assert counted[("cyberevents_agent_responses_total", (("status_class", "5xx"),))] == 10
     assert counted[("cyberevents_agent_responses_total", (("status_class", "2xx"),))] == 10
     assert counted[("cyberevents_agent_retries_total", ())] == 10
+
+
+async def test_metrics_count_requests_in_flight_apart_from_answers_being_recorded(make_settings: MakeSettings) -> None:
+    async with recording_agent(answers=3) as agent:  # three verdicts, then the agent holds every request
+        settings = daemon_settings(
+            make_settings, agent.url, schedule="0 0 1 1 *", run_on_start=True, dispatch_workers=4
+        )
+        daemon = Daemon(settings, asyncio.Event())
+        async with running(daemon):
+            await wait_until(lambda: agent.in_flight == 4)  # every worker waits on the agent
+            _, exposition = await get(f"{daemon.health_url}/metrics")
+            agent.stopping.set()
+    reported = samples_of(exposition)
+    assert reported[("cyberevents_dispatch_in_flight", ())] == 4  # requests only: at most DISPATCH_WORKERS
+    assert reported[("cyberevents_dispatch_writes_pending", ())] == 0  # nothing answered is waiting to be recorded
+    assert reported[("cyberevents_ready", ())] == 1
