@@ -29,6 +29,7 @@ from tests.conftest import MakeSettings
 from tests.health_schema import health_json_errors
 from tests.proxy import Proxy
 from tests.support import ledger, wait_until
+from tests.unit.test_deployment_files import exposed, metric_names, monitored
 
 pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
@@ -353,6 +354,7 @@ async def test_metrics_count_requests_in_flight_apart_from_answers_being_recorde
             _, exposition = await get(f"{daemon.health_url}/metrics")
             agent.stopping.set()
     reported = samples_of(exposition)
+    assert metric_names(monitored()[1]) <= exposed(exposition)  # what the alerts and the dashboard read, served
     assert reported[("cyberevents_dispatch_in_flight", ())] == 4  # requests only: at most DISPATCH_WORKERS
     assert reported[("cyberevents_dispatch_writes_pending", ())] == 0  # nothing answered is waiting to be recorded
     assert reported[("cyberevents_ready", ())] == 1

@@ -178,25 +178,36 @@ def test_dockerfile_sets_only_real_settings() -> None:
 MONITORING = ROOT / "deploy" / "monitoring"
 
 
-def exposed() -> set[str]:
-    """Every series name /metrics can show, the names a counter's and a histogram's samples take included."""
+def exposed(exposition: str | None = None) -> set[str]:
+    """Every series name an exposition (default: the service's registry) can show, the names a counter's and a
+    histogram's samples take included."""
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
     names: set[str] = set()
-    for family in text_string_to_metric_families(Metrics().render().decode()):
+    for family in text_string_to_metric_families(exposition or Metrics().render().decode()):
         names |= {family.name, *(sample.name for sample in family.samples)}
         names |= {family.name + suffix for suffix in suffixes.get(family.type, ())}
     return names
 
 
-def test_every_metric_an_alert_or_a_dashboard_panel_names_exists_in_metrics() -> None:
+def monitored() -> tuple[list[dict[str, Any]], list[str]]:
+    """The alert rules, and every PromQL expression the rules and the dashboard's panels hold."""
     rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())["groups"][0]["rules"]
-    for rule in rules:
-        assert {"alert", "expr", "for", "labels", "annotations"} <= set(rule), rule
-        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
     dashboard = json.loads((MONITORING / "dashboard.json").read_text())
     expressions = [rule["expr"] for rule in rules]
     expressions += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    named = {name for expression in expressions for name in re.findall(r"\b(?:cyberevents|process)_\w+", expression)}
+    return rules, expressions
+
+
+def metric_names(expressions: list[str]) -> set[str]:
+    return {name for expression in expressions for name in re.findall(r"\b(?:cyberevents|process)_\w+", expression)}
+
+
+def test_every_metric_an_alert_or_a_dashboard_panel_names_exists_in_metrics() -> None:
+    rules, expressions = monitored()
+    for rule in rules:
+        assert {"alert", "expr", "for", "labels", "annotations"} <= set(rule), rule
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+    named = metric_names(expressions)
     assert len(named) > 15
     assert named <= exposed(), named - exposed()
     # Database-wide gauges are the same on every replica: an alert or panel that sums them counts them twice.
