@@ -18,6 +18,7 @@ from .agent_client import AgentClient
 from .breaker import CircuitBreaker
 from .db import open_engine, open_write_engine, session_factory
 from .dispatcher import Dispatcher, write_connections_for
+from .limits import ensure_descriptors
 from .liveness import hold_liveness
 from .metrics import Metrics
 from .redaction import Redactor
@@ -68,6 +69,7 @@ async def open_resources(
     """Everything a cycle needs on top of an open engine: the schema at head, the agent, the dispatcher."""
     async with AsyncExitStack() as stack:
         await ensure_schema(engine, settings)
+        ensure_descriptors(settings.dispatch_workers, sockets_per_request=1 if settings.agent_url else 2)
         redact = Redactor(settings.secret_values())
         if settings.agent_url is None:
             token = settings.agent_token.get_secret_value() if settings.agent_token else None

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 
 from cyberevents import __version__
 from tests.conftest import AgentProcess
-from tests.support import by_host_name, cli, threads_of
+from tests.support import by_host_name, cli, run_tool, threads_of
 
 pytestmark = pytest.mark.slow  # processes, servers or long waits: out of the fast loop
 
@@ -201,3 +201,23 @@ def test_score_shows_what_run_once_scored(database_url: URL) -> None:
     missing = cli("score", "--compare", "1", "99", env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "cyberevents: no scorecard for cycle #99"
+
+
+@pytest.mark.parametrize(
+    ("nofile", "said"),
+    [
+        ("300:4096", "Raised the open-file limit from 300 to 1256 for DISPATCH_WORKERS=500"),
+        ("300:300", "DISPATCH_WORKERS=500 needs about 1256 open files, and this process may open 300 (hard limit)"),
+    ],
+)
+def test_the_open_file_limit_is_raised_for_dispatch_workers_or_its_shortfall_said(
+    database_url: URL, nofile: str, said: str
+) -> None:
+    """500 workers and the reference agent in-process: two sockets a request, and room for the rest."""
+    env = {"DATABASE_URL": by_host_name(database_url), "DISPATCH_WORKERS": "500"}
+    result = run_tool(
+        "prlimit", f"--nofile={nofile}", sys.executable, "-m", "cyberevents",
+        "run-once", "--login", "2", "--firewall", "0", "--patch", "0", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert said in result.stderr
