@@ -25,7 +25,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -76,6 +77,23 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.dispatch_seconds / self.ideal if self.ideal else float("nan")
+
+    def as_json(self) -> dict[str, object]:
+        """The run's figures, and the one that judges it (`figure`): the ratio to the ideal when the agent's
+        latency bounds the dispatch, the rate when the machine does."""
+        latency_bound = self.case.latency_ms > 0
+        return {
+            "dispatch_seconds": self.dispatch_seconds,
+            "events_per_second": self.rate,
+            "ratio_to_ideal": self.ratio if latency_bound else None,
+            "share_of_raw_limit": self.share_of_limit,
+            "raw_http": self.raw_http,
+            "raw_db": self.raw_db,
+            "peak_in_flight": self.peak_in_flight,
+            "peak_rss_mib": self.peak_rss_mib,
+            "score_seconds": self.score_seconds,
+            "figure": "ratio_to_ideal" if latency_bound else "events_per_second",
+        }
 
 
 async def recreate(server: str) -> str:
@@ -269,11 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=positive, default=3, metavar="R", help="runs per case, medians shown (default 3)"
     )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write every run's figures, with the commit, to FILE"
+    )
     args = parser.parse_args(argv)
     chosen = args.case or DEFAULT_CASES
     cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
-    results = []
+    results, recorded = [], []
     for case in cases:
         runs = []
         for attempt in range(1, args.repeat + 1):
@@ -283,8 +304,22 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run_case(case, server))
             print(f"  {_summary(runs[-1])} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
         results.append(median_of(runs))
+        recorded.append({"case": asdict(case), "runs": [run.as_json() for run in runs]})
     print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"commit": commit(), "cases": recorded}, indent=1) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def commit() -> str:
+    """The commit measured, `+` when the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def _summary(result: Result) -> str:
