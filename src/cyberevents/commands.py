@@ -204,20 +204,16 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
                 return _nothing_scored(f"cycle #{args.cycle}" if args.cycle else None)
         async with session_factory(engine)() as session:
             cycles = await ledger.cycles_by_id(session, sorted(kept))
-    comparison = None
-    if args.compare:
-        try:
+    try:  # cycles scored at different thresholds neither compare nor add up: a ValueError says so
+        comparison = None
+        if args.compare:
             first, second = (report.combined(side) for side in sides)
             report.check_comparable(first, second)
-            names = tuple(report.span_name(sorted(side)) for side in sides)
+            names = [report.span_name(sorted(side)) for side in sides]
             comparison = page.Comparison((names[0], names[1]), compare_rows(first, second))
-        except ValueError as exc:  # cycles scored at different thresholds do not compare
-            print(f"cyberevents: {exc}", file=sys.stderr)
-            return 1
-    title = " against ".join(comparison.names) if comparison else report.span_name(sorted(kept))
-    try:
+        title = " against ".join(comparison.names) if comparison else report.span_name(sorted(kept))
         html = page.render_report(kept, cycles, title, comparison)
-    except ValueError as exc:  # cycles scored at different thresholds do not add up
+    except ValueError as exc:
         print(f"cyberevents: {exc}", file=sys.stderr)
         return 1
     with written(args.html) as sink:

@@ -69,7 +69,12 @@ def test_a_report_that_cannot_be_written_says_why_in_one_line(database_url: URL,
     assert cli("run-once", "--login", "5", "--firewall", "0", "--patch", "0", env=env).returncode == 0
     missing = cli("report", "--html", str(tmp_path / "r.html"), "--compare", "1", "7", env=env)
     assert (missing.returncode, missing.stderr.strip()) == (1, "cyberevents: no scorecard for cycle #7")
-    unwritable = cli("report", "--html", "/nonexistent/r.html", env=env)
+    low = env | {"DETECTION_THRESHOLD": "low"}
+    assert cli("run-once", "--login", "5", "--firewall", "0", "--patch", "0", env=low).returncode == 0
+    mixed = cli("report", "--html", str(tmp_path / "r.html"), "--last", "2", env=env)
+    assert mixed.returncode == 1
+    assert mixed.stderr.strip().startswith("cyberevents: scorecards at different DETECTION_THRESHOLDs")
+    unwritable = cli("report", "--html", "/nonexistent/r.html", "--cycle", "1", env=env)
     assert unwritable.returncode == 2
     assert (
         unwritable.stderr.strip() == "cyberevents: error: cannot write /nonexistent/r.html: No such file or directory"
