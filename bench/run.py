@@ -38,6 +38,8 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 # The issue's targets: latency-bound at two scales, machine-bound at W=50, and memory from 1,000 to 100,000.
 DEFAULT_CASES = ["434,10,200", "10000,500,1000", "2000,50,0", "1000,50,0", "100000,50,0"]
 BENCH_DB = "cyberevents_bench"
+# Issue 21's replicas case: 30,000 events, W = 500 in each replica, L = 2 s (with --replicas 3).
+REPLICA_CASE = "30000,500,2000"
 
 
 @dataclass(frozen=True)
@@ -290,9 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write every run's figures, with the commit, to FILE"
     )
+    parser.add_argument(
+        "--replicas",
+        type=positive,
+        metavar="R",
+        help=f"R daemons share each case's cycle (default case {REPLICA_CASE})",
+    )
     args = parser.parse_args(argv)
-    chosen = args.case or DEFAULT_CASES
+    chosen = args.case or ([REPLICA_CASE] if args.replicas else DEFAULT_CASES)
     cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
+    if args.replicas:
+        from bench.replicas import main_replicas  # here: it imports this module
+
+        return main_replicas(cases, args.replicas, args.repeat)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     results, recorded = [], []
     for case in cases:

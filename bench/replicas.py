@@ -1,0 +1,145 @@
+"""Replicas that add up: R daemons on one database share one cycle's dispatch (python -m bench --replicas R).
+
+Each case starts R `cyberevents run` processes on a fresh database, against one reference agent with latency L;
+the first to take the cycle lock runs the start cycle of N events and the others help it, through leased claims.
+The dispatch cannot beat ceil(N / (R·W)) × L. It is measured from the verdicts themselves: from the first one's
+request (its time less L) to the last one. Each replica's share is what its /metrics counts as analysed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.run import Case, clean_env, event_counts, recreate, reference_agent
+from cyberevents.eventloop import run
+
+
+@dataclass(frozen=True)
+class Shared:
+    case: Case
+    replicas: int
+    dispatch_seconds: float
+    peak_in_flight: int
+    shares: list[int]  # events each replica analysed
+
+    @property
+    def ideal(self) -> float:
+        return math.ceil(self.case.events / (self.replicas * self.case.workers)) * self.case.latency_ms / 1000
+
+    @property
+    def ratio(self) -> float:
+        return self.dispatch_seconds / self.ideal
+
+
+async def verdict_span(dsn: str, events: int, within: float) -> float:
+    """Wait until every event has its verdict; the seconds from the first verdict to the last."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + within
+        while await connection.fetchval("SELECT count(*) FROM event_analyses") < events:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not every one of {events} events analysed within {within:g}s")
+            await asyncio.sleep(0.5)
+        first, last = await connection.fetchrow("SELECT min(analysed_at), max(analysed_at) FROM event_analyses")
+        return float((last - first).total_seconds())
+    finally:
+        await connection.close()
+
+
+def analysed_by(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    return int(
+        sum(
+            sample.value
+            for family in families
+            if family.name == "cyberevents_events"
+            for sample in family.samples
+            if sample.name == "cyberevents_events_total" and sample.labels.get("outcome") == "analysed"
+        )
+    )
+
+
+def health_url(log: Path, within: float = 60) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "Health server at " in line:
+                return line.split("Health server at ")[1].split()[0]
+        time.sleep(0.2)
+    raise TimeoutError(f"no health server in {log}")
+
+
+def run_replicas(case: Case, replicas: int, server: str) -> Shared:
+    database_url = run(recreate(server))
+    env = clean_env() | {"DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}
+    subprocess.run([sys.executable, "-m", "cyberevents", "migrate"], env=env, check=True, capture_output=True)
+    counts = dict(
+        zip(("LOGIN_EVENTS", "FIREWALL_EVENTS", "PATCH_EVENTS"), event_counts(case.events)[1::2], strict=True)
+    )
+    with reference_agent(case.latency_ms) as (_, agent_url), tempfile.TemporaryDirectory() as logs:
+        daemon_env = env | counts | {
+            "AGENT_URL": agent_url, "DISPATCH_WORKERS": str(case.workers), "SCHEDULE": "0 0 1 1 *",
+            "RUN_ON_START": "true", "HEALTH_PORT": "0", "AGENT_TIMEOUT_SECONDS": str(case.latency_ms / 1000 + 60),
+            "LEASE_SECONDS": str(case.latency_ms / 1000 + 120),
+        }  # fmt: skip
+        daemons = []
+        try:
+            for index in range(replicas):
+                log = Path(logs) / f"replica-{index}.log"
+                with log.open("w") as stderr:
+                    command = [sys.executable, "-m", "cyberevents", "run"]
+                    daemons.append((subprocess.Popen(command, env=daemon_env, stderr=stderr), log))
+            bases = [health_url(log) for _, log in daemons]
+            dsn = database_url.replace("+asyncpg", "")
+            span = run(verdict_span(dsn, case.events, within=20 * case.latency_ms / 1000 + 600))
+            shares = [analysed_by(base) for base in bases]
+            with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
+                peak = json.load(response)["peak_in_flight"]
+        finally:
+            for daemon, _ in daemons:
+                daemon.send_signal(signal.SIGTERM)
+            for daemon, _ in daemons:
+                daemon.wait(timeout=120)
+    return Shared(case, replicas, span + case.latency_ms / 1000, peak, shares)
+
+
+def table(results: list[Shared]) -> str:
+    rows = [
+        "| R | N | W each | L (ms) | dispatch (s) | ideal (s) | ratio | agent peak in flight | each replica's share |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        shares = ", ".join(f"{share:,}" for share in r.shares)
+        rows.append(
+            f"| {r.replicas} | {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | {r.dispatch_seconds:.2f} | "
+            f"{r.ideal:.2f} | {r.ratio:.3f} | {r.peak_in_flight} | {shares} |"
+        )
+    return "\n".join(rows)
+
+
+def main_replicas(cases: list[Case], replicas: int, repeat: int) -> int:
+    server = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    results = []
+    for case in cases:
+        for attempt in range(1, repeat + 1):
+            print(f"running {replicas} replicas, N={case.events} W={case.workers} L={case.latency_ms:g} ms, run "
+                  f"{attempt}/{repeat} ...", file=sys.stderr, flush=True)  # fmt: skip
+            results.append(run_replicas(case, replicas, server))
+            print(f"  {results[-1].ratio:.3f} x ideal, shares {results[-1].shares}", file=sys.stderr, flush=True)
+    print(table(results))
+    return 0
