@@ -59,6 +59,10 @@ class Result:
     raw_db: float | None = None
     median_share: float | None = None  # set on a row of medians: the median of the runs' own ratios
     score_seconds: float | None = None  # scoring the cycle against its ground truth, after the dispatch
+    # The ladder's "+ own AsyncSession" rung in the same run: a bare POST, then a one-row INSERT in an AsyncSession
+    # of its own per delivery, the most a design that writes each verdict in its own session allows (issue 21).
+    session_rung: float | None = None
+    median_rung_share: float | None = None  # set on a row of medians, as median_share
 
     @property
     def rate(self) -> float:
@@ -71,6 +75,12 @@ class Result:
         if self.raw_http is None or self.raw_db is None:
             return None
         return self.rate / min(self.raw_http, self.raw_db)
+
+    @property
+    def share_of_rung(self) -> float | None:
+        if self.median_rung_share is not None:
+            return self.median_rung_share
+        return None if self.session_rung is None else self.rate / self.session_rung
 
     @property
     def ideal(self) -> float:
@@ -89,6 +99,8 @@ class Result:
             "events_per_second": self.rate,
             "ratio_to_ideal": self.ratio if latency_bound else None,
             "share_of_raw_limit": self.share_of_limit,
+            "session_rung": self.session_rung,
+            "share_of_session_rung": self.share_of_rung,
             "raw_http": self.raw_http,
             "raw_db": self.raw_db,
             "peak_in_flight": self.peak_in_flight,
@@ -220,14 +232,17 @@ def run_case(case: Case, server: str) -> Result:
             report = json.load(stdout)
         with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
             stats = json.load(response)
-        raw_http = raw_db = None
+        raw_http = raw_db = rung = None
         if case.latency_ms == 0:  # the machine-bound case: measure the machine in the same run
+            from bench.ladder import LAYERS, layer_rate  # here: it imports this module
+
             raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
             raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
+            rung = run(layer_rate(LAYERS[1], agent_url, database_url, case.workers))
     rss = usage.ru_maxrss / 1024
     return Result(
         case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db,
-        score_seconds=report.get("score_seconds"),
+        score_seconds=report.get("score_seconds"), session_rung=rung,
     )  # fmt: skip
 
 
@@ -235,6 +250,7 @@ def median_of(runs: list[Result]) -> Result:
     """One row for repeated runs: the median of each figure, the ratio to the raw limit as the median of each
     run's own ratio (each run is compared with the machine as it was during that run), the highest RSS."""
     ratios = [r.share_of_limit for r in runs if r.share_of_limit is not None]
+    rung_ratios = [r.share_of_rung for r in runs if r.share_of_rung is not None]
 
     def median(values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
@@ -249,22 +265,26 @@ def median_of(runs: list[Result]) -> Result:
         median([r.raw_db for r in runs]),
         statistics.median(ratios) if ratios else None,
         median([r.score_seconds for r in runs]),
+        median([r.session_rung for r in runs]),
+        statistics.median(rung_ratios) if rung_ratios else None,
     )
 
 
 def table(results: list[Result]) -> str:
     head = (
         "| N | W | L (ms) | dispatch (s) | ideal (s) | ratio | events/s | raw HTTP req/s | raw DB commits/s "
-        "| events/s ÷ min(raw) | agent peak in flight | peak RSS (MiB) | scoring (s) |"
+        "| events/s ÷ min(raw) | own-session rung/s | events/s ÷ rung | agent peak in flight | peak RSS (MiB) "
+        "| scoring (s) |"
     )
-    rows = [head, "|" + "---|" * 13]
+    rows = [head, "|" + "---|" * 15]
     for r in results:
         latency_bound = r.case.latency_ms > 0
         rows.append(
             f"| {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | {r.dispatch_seconds:.2f} | "
             f"{f'{r.ideal:.2f}' if latency_bound else '–'} | {f'{r.ratio:.3f}' if latency_bound else '–'} | "
             f"{r.rate:.0f} | {_maybe(r.raw_http)} | {_maybe(r.raw_db)} | "
-            f"{'–' if r.share_of_limit is None else f'{r.share_of_limit:.2f}'} | {r.peak_in_flight} | "
+            f"{'–' if r.share_of_limit is None else f'{r.share_of_limit:.2f}'} | {_maybe(r.session_rung)} | "
+            f"{'–' if r.share_of_rung is None else f'{r.share_of_rung:.2f}'} | {r.peak_in_flight} | "
             f"{r.peak_rss_mib:.0f} | {'–' if r.score_seconds is None else f'{r.score_seconds:.2f}'} |"
         )
     return "\n".join(rows)
@@ -339,5 +359,6 @@ def _summary(result: Result) -> str:
         return f"dispatch {result.dispatch_seconds:.2f}s = {result.ratio:.3f} x ideal"
     return (
         f"{result.rate:.0f} events/s, raw HTTP {_maybe(result.raw_http)}/s, raw DB {_maybe(result.raw_db)}/s: "
-        f"{result.share_of_limit:.2f} of the smaller"
+        f"{result.share_of_limit:.2f} of the smaller; own-session rung {_maybe(result.session_rung)}/s: "
+        f"{result.share_of_rung:.2f} of it"
     )
