@@ -177,11 +177,7 @@ class Settings(BaseSettings):
                 continue
             if values.get(name):
                 raise ValueError(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
-            try:
-                values[name] = Path(path).read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ValueError(f"{name.upper()}_FILE={path}: cannot read it ({reason or exc})") from None
+            values[name] = _secret_from(f"{name.upper()}_FILE", Path(path))
         return values
 
     @field_validator("database_url", mode="before")
@@ -267,6 +263,25 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = ("database_url", "agent_token")
+# A secret is a line, not a document: a larger file (or /dev/zero) is a mistake, refused before it is read whole.
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def _secret_from(setting: str, path: Path) -> str:
+    """The secret a *_FILE setting names: the file's text without its final line break; an empty one is refused,
+    not taken for unset (an empty DATABASE_URL would start the embedded server instead of failing)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_SECRET_BYTES + 1)
+        text = data.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{setting}={path}: cannot read it ({reason or exc})") from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"{setting}={path}: larger than {MAX_SECRET_BYTES // 1024} KiB, not a secret")
+    if not text.strip():
+        raise ValueError(f"{setting}={path}: the file is empty")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -150,3 +150,29 @@ def test_secrets_come_from_files_as_mounted_and_an_empty_value_means_unset(
     assert str(refused.value) == (
         f"invalid configuration: AGENT_TOKEN_FILE={tmp_path / 'missing'}: cannot read it (No such file or directory)"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        (b"", "the file is empty"),  # not taken for unset: that would start the embedded server
+        (b"\n", "the file is empty"),
+        (b"x" * (64 * 1024 + 1), "larger than 64 KiB, not a secret"),
+        (b"\xff\xfe", "cannot read it (not UTF-8 text)"),
+    ],
+)
+def test_a_secret_file_that_holds_no_secret_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, complaint: str
+) -> None:
+    (tmp_path / "database_url").write_bytes(content)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "database_url"))
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None)
+    assert str(refused.value) == f"invalid configuration: DATABASE_URL_FILE={tmp_path / 'database_url'}: {complaint}"
+
+
+def test_a_secret_file_that_never_ends_is_refused_after_64_kib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TOKEN_FILE", "/dev/zero")
+    with pytest.raises(ConfigError, match=r"AGENT_TOKEN_FILE=/dev/zero: larger than 64 KiB, not a secret$"):
+        load_settings(_env_file=None)
