@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.run import Case, clean_env, event_counts, recreate, reference_agent
+from bench.run import DEFAULT_SERVER, Case, clean_env, event_counts, recreate, reference_agent
 from cyberevents.eventloop import run
 
 
@@ -133,7 +133,7 @@ def table(results: list[Shared]) -> str:
 
 
 def main_replicas(cases: list[Case], replicas: int, repeat: int) -> int:
-    server = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     results = []
     for case in cases:
         for attempt in range(1, repeat + 1):

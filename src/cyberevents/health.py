@@ -29,7 +29,7 @@ from .db import database_error, database_problem, driver_error, one_line, sessio
 from .healthjson import check
 from .metrics import CONTENT_TYPE, Metrics
 from .models import CycleTrigger, EventStatus
-from .report import kept
+from .report import latest_scorecard
 from .scheduler import Scheduler
 from .scoring import Scorecard
 from .settings import Settings
@@ -137,6 +137,17 @@ def _state_of(state: DaemonState) -> str:
     if state.running is not None:
         return "running"
     return "starting" if state.scheduler is None else "idle"
+
+
+async def unless_database_away(read: Awaitable[T]) -> T | None:
+    """What `read` returns; None when the database is away or too slow (its pool's wait included), so that the
+    caller keeps its last figures. Any other error is a bug, raised."""
+    try:
+        return await read
+    except Exception as exc:
+        if not database_error(exc) and not isinstance(exc, PoolTimeout):
+            raise
+        return None
 
 
 def circuit_status(breaker: CircuitBreaker | None) -> dict[str, Any]:
@@ -298,14 +309,12 @@ def create_app(
 
     async def read_ledger() -> tuple[datetime | None, Scorecard | None] | None:
         """The last success and the last scorecard, as the ledger has them; None while the database is away."""
-        try:
+
+        async def read() -> tuple[datetime | None, Scorecard | None]:
             async with session_factory(engine)() as session:
-                scored = kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
-                return await ledger.last_success(session), next((card for _, card in scored.values()), None)
-        except Exception as exc:  # the database away: the gauges keep their last figures
-            if not database_error(exc) and not isinstance(exc, PoolTimeout):
-                raise
-            return None
+                return await ledger.last_success(session), (await latest_scorecard(session))[1]
+
+        return await unless_database_away(read())
 
     ledger_figures = Recent(read_ledger, REMEMBER_SECONDS)
 
@@ -324,12 +333,7 @@ def create_app(
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def read_page() -> dashboard.Snapshot | None:
-        try:
-            return await dashboard.read(session_factory(page_engine), settings.detection_threshold)
-        except Exception as exc:  # the database away or too slow (its pool's wait included): the last figures stay
-            if not database_error(exc) and not isinstance(exc, PoolTimeout):
-                raise
-            return None
+        return await unless_database_away(dashboard.read(session_factory(page_engine), settings.detection_threshold))
 
     page_data, configuration = Recent(read_page, PAGE_SECONDS), page.configuration(settings)
     last_read: dashboard.Snapshot | None = None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from . import ledger, migrations, queue, repository
 from .db import session_factory
@@ -42,8 +42,7 @@ async def gather(engine: AsyncEngine, location: str, max_attempts: int) -> Datab
         if revision != head:
             return DatabaseReport(location, version, revision, head, {}, {}, [])
         cycles = await ledger.recent_cycles(session, limit=10)
-        latest = kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
-        scored, score = next(((cycle, card) for cycle, (_, card) in latest.items()), (None, None))
+        scored, score = await latest_scorecard(session)
         return DatabaseReport(
             location,
             version,
@@ -128,6 +127,12 @@ async def kept_scorecards(
         else:
             ids = await ledger.last_scored_cycles(session, last)
         return kept(await ledger.scores(session, ids))
+
+
+async def latest_scorecard(session: AsyncSession) -> tuple[int | None, Scorecard | None]:
+    """The last scored cycle and its kept scorecard; (None, None) before any."""
+    latest = kept(await ledger.scores(session, await ledger.last_scored_cycles(session, 1)))
+    return next(((cycle, card) for cycle, (_, card) in latest.items()), (None, None))
 
 
 def kept(rows: Sequence[CycleScore]) -> dict[int, tuple[str, Scorecard]]:
