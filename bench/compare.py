@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 
-def figures(path: Path) -> tuple[str, dict[tuple[int, int, float], tuple[str, list[float]]]]:
-    """A result file's commit, and per case (N, W, L) its judging figure's name and its runs' values."""
+def figures(path: Path) -> tuple[str, dict[tuple[int, int, float, int], tuple[str, list[float]]]]:
+    """A result file's commit, and per case (N, W, L, R) its judging figure's name and its runs' values."""
     data = json.loads(path.read_text())
     cases = {}
     for entry in data["cases"]:
         case = entry["case"]
         name = entry["runs"][0]["figure"]
-        cases[(case["events"], case["workers"], case["latency_ms"])] = (name, [run[name] for run in entry["runs"]])
+        key = (case["events"], case["workers"], case["latency_ms"], case.get("replicas", 1))
+        cases[key] = (name, [run[name] for run in entry["runs"]])
     return data["commit"], cases
 
 
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.compare: not a `python -m bench --json` file: {exc}", file=sys.stderr)
         return 2
     rows: list[Any] = [
-        "| N | W | L (ms) | figure | old | new | change | noise | |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N | W | L (ms) | R | figure | old | new | change | noise | |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     regressions = 0
     for key in sorted(old.keys() & new.keys()):
@@ -63,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         _, after = new[key]
         change, noise, said = verdict(name, before, after)
         regressions += said == "worse"
-        events, workers, latency = key
+        events, workers, latency, replicas = key
         rows.append(
-            f"| {events} | {workers} | {latency:g} | {name} | {statistics.median(before):.3f} | "
+            f"| {events} | {workers} | {latency:g} | {replicas} | {name} | {statistics.median(before):.3f} | "
             f"{statistics.median(after):.3f} | {change:+.1%} | ±{noise:.1%} | {said} |"
         )
     print(f"{old_commit} → {new_commit}")

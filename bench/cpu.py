@@ -5,12 +5,13 @@ On one machine the three share the cores, so what each spends per event bounds t
 phase only: this process's CPU time, the agent process's, and that of every PostgreSQL process on the machine
 (its exited backends included, counted in the postmaster's reaped children), read from /proc.
 
-    python -m bench.cpu [--events N] [--workers W]
+    python -m bench.cpu [--events N] [--workers W] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -44,21 +45,22 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def spent(agent_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the three parties: this process, every PostgreSQL process, the agent."""
+    return {"own": time.process_time(), "postgres": postgres_cpu_seconds(), "agent": cpu_seconds(agent_pid)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive, default=10_000, metavar="N", help="events (default 10,000)")
     parser.add_argument("--workers", type=positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE")
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     measured: dict[str, float] = {}
 
     def clocks() -> dict[str, float]:
-        return {
-            "wall": time.monotonic(),
-            "cyberevents": time.process_time(),
-            "postgres": postgres_cpu_seconds(),
-            "agent": cpu_seconds(agent_pid),
-        }
+        return {"wall": time.monotonic()} | spent(agent_pid)
 
     own_dispatch = Dispatcher.dispatch
 
@@ -81,13 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     if status != 0 or not measured:
         print(f"run-once did not dispatch the cycle to its end (exit {status}): nothing measured", file=sys.stderr)
         return status or 1
-    per_event = {name: seconds / args.events * 1e6 for name, seconds in measured.items()}
+    per_event = {name: seconds / args.events * 1e6 for name, seconds in measured.items() if name != "wall"}
+    rate = args.events / measured["wall"]
     print(
-        f"N={args.events} W={args.workers}: {args.events / measured['wall']:.0f} events/s; CPU per event: "
-        f"cyberevents {per_event['cyberevents']:.0f} us, PostgreSQL {per_event['postgres']:.0f} us, "
-        f"agent {per_event['agent']:.0f} us (on {os.cpu_count()} cores)",
+        f"N={args.events} W={args.workers}: {rate:.0f} events/s; CPU per event: cyberevents {per_event['own']:.0f} us, "
+        f"PostgreSQL {per_event['postgres']:.0f} us, agent {per_event['agent']:.0f} us (on {os.cpu_count()} cores)",
         file=sys.stderr,
     )
+    if args.json:
+        args.json.write_text(json.dumps({"events_per_second": rate, "cpu_us_per_event": per_event}) + "\n")
     return 0
 
 

@@ -11,7 +11,11 @@ what each layer of the path leaves of those limits, W deliveries in flight over 
     + agent client        cyberevents' AgentClient (verdict validated) instead of the bare POST
     cyberevents run-once  the whole service: claims, tasks, slots, progress, metrics
 
-Layers after the first share write_connections_for(W) pooled connections, as the service does.
+Layers after the first share write_connections_for(W) pooled connections, as the service does. Each layer's CPU per
+delivery is read for the three parties, as `python -m bench.cpu` reads them: this process (the client), every
+PostgreSQL process, and the agent; the service's, from a `python -m bench.cpu` run of its own after the layers
+(its dispatch phase only: run-once's own process also generates and stores the cycle). Run it when no other
+PostgreSQL work is going on.
 
     python -m bench.ladder [--events N] [--workers W] [--repeat R]
 """
@@ -20,17 +24,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.cpu import spent
 from bench.run import (
     BENCH_DB,
     COMMIT,
@@ -54,6 +63,8 @@ from cyberevents.settings import to_asyncpg_url
 
 LAYERS = ("request + commit", "+ own AsyncSession", "+ verdict statement", "+ agent client")
 SERVICE = "cyberevents run-once"
+PARTIES = ("own", "postgres", "agent")  # whose CPU: the client (this process, or run-once's), PostgreSQL, the agent
+Measured = tuple[float, dict[str, float]]  # deliveries per second, and CPU per delivery in µs by party
 
 
 async def _pending_again(dsn: str) -> list[asyncpg.Record]:
@@ -129,6 +140,25 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
         return delivered / (time.monotonic() - started)
 
 
+def layer_cpu(layer: str, agent: tuple[int, str], database_url: str, events: int, workers: int) -> Measured:
+    """A layer's deliveries per second over the database's `events`, and each party's CPU per delivery in µs."""
+    agent_pid, agent_url = agent
+    before = spent(agent_pid)
+    rate = run(layer_rate(layer, agent_url, database_url, workers))
+    after = spent(agent_pid)
+    return rate, {party: (after[party] - before[party]) / events * 1e6 for party in PARTIES}
+
+
+def service_cpu(events: int, workers: int) -> dict[str, float]:
+    """The service's CPU per event in µs during its dispatch, from a `python -m bench.cpu` run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        figures = Path(scratch) / "cpu.json"
+        command = [sys.executable, "-m", "bench.cpu", "--events", str(events), "--workers", str(workers)]
+        subprocess.run([*command, "--json", str(figures)], check=True, capture_output=True)
+        measured: dict[str, float] = json.loads(figures.read_text())["cpu_us_per_event"]
+    return measured
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive, default=10_000, metavar="N", help="events (default 10,000)")
@@ -137,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     database_url = to_asyncpg_url(server).set(database=BENCH_DB).render_as_string(hide_password=False)
-    shares: dict[str, list[float]] = {name: [] for name in (*LAYERS, SERVICE)}
-    rates: dict[str, list[float]] = {name: [] for name in shares}
+    names = (*LAYERS, SERVICE)
+    limit_shares: dict[str, list[float]] = {name: [] for name in names}
+    rung_shares: dict[str, list[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, dict[str, list[float]]] = {name: {party: [] for party in PARTIES} for name in names}
     for attempt in range(1, args.repeat + 1):
         print(f"run {attempt}/{args.repeat}: run-once and the raw limits ...", file=sys.stderr, flush=True)
         # run_case creates the database, with its N events delivered once, then measures the raw limits.
@@ -146,19 +179,37 @@ def main(argv: list[str] | None = None) -> int:
         assert service.raw_http is not None and service.raw_db is not None
         limit = min(service.raw_http, service.raw_db)
         print(f"  raw HTTP {service.raw_http:.0f}/s, raw DB {service.raw_db:.0f}/s", file=sys.stderr, flush=True)
-        with reference_agent() as (_, agent_url):
-            for name in (*LAYERS, SERVICE):
-                rate = service.rate if name == SERVICE else run(layer_rate(name, agent_url, database_url, args.workers))
-                rates[name].append(rate)
-                shares[name].append(rate / limit)
-                print(f"  {name}: {rate:.0f}/s = {rate / limit:.2f}", file=sys.stderr, flush=True)
+        measured: dict[str, Measured] = {}
+        with reference_agent() as agent:
+            for name in LAYERS:
+                measured[name] = layer_cpu(name, agent, database_url, args.events, args.workers)
+        measured[SERVICE] = service.rate, service_cpu(args.events, args.workers)
+        for name, (rate, per_party) in measured.items():
+            rates[name].append(rate)
+            limit_shares[name].append(rate / limit)
+            rung_shares[name].append(rate / measured[LAYERS[1]][0])
+            for party in PARTIES:
+                cpu[name][party].append(per_party[party])
+            print(
+                f"  {name}: {rate:.0f}/s = {rate / limit:.2f}; CPU per delivery (µs): "
+                + ", ".join(f"{party} {per_party[party]:.0f}" for party in PARTIES),
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"N={args.events} W={args.workers}, medians of {args.repeat} runs\n")
-    print("| layer | deliveries/s | ÷ min(raw) | range of ÷ min(raw) |\n|---|---|---|---|")
-    for name in (*LAYERS, SERVICE):
-        print(
-            f"| {name} | {statistics.median(rates[name]):.0f} | {statistics.median(shares[name]):.2f} | "
-            f"{min(shares[name]):.2f}–{max(shares[name]):.2f} |"
-        )
+    print(
+        "| layer | deliveries/s | ÷ min(raw) | range of ÷ min(raw) | ÷ own-session rung | client CPU (µs) "
+        "| PostgreSQL CPU (µs) | agent CPU (µs) |\n|---|---|---|---|---|---|---|---|"
+    )
+    for name in names:
+        figures = [
+            f"{statistics.median(rates[name]):.0f}",
+            f"{statistics.median(limit_shares[name]):.2f}",
+            f"{min(limit_shares[name]):.2f}–{max(limit_shares[name]):.2f}",
+            f"{statistics.median(rung_shares[name]):.2f}",
+            *(f"{statistics.median(cpu[name][party]):.0f}" for party in PARTIES),
+        ]
+        print(f"| {name} | {' | '.join(figures)} |")
     return 0
 
 

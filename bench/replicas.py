@@ -1,4 +1,4 @@
-"""Replicas that add up: R daemons on one database share one cycle's dispatch (python -m bench --replicas R).
+"""Replicas that add up: R daemons on one database share one cycle's dispatch (`python -m bench --case N,W,L,R`).
 
 Each case starts R `cyberevents run` processes on a fresh database, against one reference agent with latency L;
 the first to take the cycle lock runs the start cycle of N events and the others help it, through leased claims.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,25 +24,46 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.run import DEFAULT_SERVER, Case, clean_env, event_counts, recreate, reference_agent
+from bench.run import Case, clean_env, event_counts, recreate, reference_agent
 from cyberevents.eventloop import run
 
 
 @dataclass(frozen=True)
 class Shared:
     case: Case
-    replicas: int
     dispatch_seconds: float
     peak_in_flight: int
-    shares: list[int]  # events each replica analysed
+    shares: list[list[int]]  # events each replica analysed, per run (one run, unless a row of medians)
 
     @property
     def ideal(self) -> float:
-        return math.ceil(self.case.events / (self.replicas * self.case.workers)) * self.case.latency_ms / 1000
+        return math.ceil(self.case.events / (self.case.replicas * self.case.workers)) * self.case.latency_ms / 1000
 
     @property
     def ratio(self) -> float:
         return self.dispatch_seconds / self.ideal
+
+    def summary(self) -> str:
+        return f"dispatch {self.dispatch_seconds:.2f}s = {self.ratio:.3f} x ideal, shares {', '.join(_each(self))}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "dispatch_seconds": self.dispatch_seconds,
+            "ratio_to_ideal": self.ratio,
+            "peak_in_flight": self.peak_in_flight,
+            "shares": self.shares[0],
+            "figure": "ratio_to_ideal",
+        }
+
+
+def median_shared(runs: list[Shared]) -> Shared:
+    """One row for repeated runs: the median dispatch, the highest peak in flight, every run's shares."""
+    dispatch = statistics.median(run.dispatch_seconds for run in runs)
+    return Shared(runs[0].case, dispatch, max(run.peak_in_flight for run in runs), [run.shares[0] for run in runs])
+
+
+def _each(result: Shared) -> list[str]:
+    return [" / ".join(f"{share:,}" for share in shares) for shares in result.shares]
 
 
 async def verdict_span(dsn: str, events: int, within: float) -> float:
@@ -84,7 +105,7 @@ def health_url(log: Path, within: float = 60) -> str:
     raise TimeoutError(f"no health server in {log}")
 
 
-def run_replicas(case: Case, replicas: int, server: str) -> Shared:
+def run_replicas(case: Case, server: str) -> Shared:
     database_url = run(recreate(server))
     env = clean_env() | {"DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}
     subprocess.run([sys.executable, "-m", "cyberevents", "migrate"], env=env, check=True, capture_output=True)
@@ -99,7 +120,7 @@ def run_replicas(case: Case, replicas: int, server: str) -> Shared:
         }  # fmt: skip
         daemons = []
         try:
-            for index in range(replicas):
+            for index in range(case.replicas):
                 log = Path(logs) / f"replica-{index}.log"
                 with log.open("w") as stderr:
                     command = [sys.executable, "-m", "cyberevents", "run"]
@@ -115,31 +136,18 @@ def run_replicas(case: Case, replicas: int, server: str) -> Shared:
                 daemon.send_signal(signal.SIGTERM)
             for daemon, _ in daemons:
                 daemon.wait(timeout=120)
-    return Shared(case, replicas, span + case.latency_ms / 1000, peak, shares)
+    return Shared(case, span + case.latency_ms / 1000, peak, [shares])
 
 
-def table(results: list[Shared]) -> str:
+def shared_table(results: list[Shared]) -> str:
     rows = [
-        "| R | N | W each | L (ms) | dispatch (s) | ideal (s) | ratio | agent peak in flight | each replica's share |",
+        "| R | N | W each | L (ms) | dispatch (s) | ideal (s) | ratio | agent peak in flight "
+        "| each replica's share, per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        shares = ", ".join(f"{share:,}" for share in r.shares)
         rows.append(
-            f"| {r.replicas} | {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | {r.dispatch_seconds:.2f} | "
-            f"{r.ideal:.2f} | {r.ratio:.3f} | {r.peak_in_flight} | {shares} |"
+            f"| {r.case.replicas} | {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | "
+            f"{r.dispatch_seconds:.2f} | {r.ideal:.2f} | {r.ratio:.3f} | {r.peak_in_flight} | {'; '.join(_each(r))} |"
         )
     return "\n".join(rows)
-
-
-def main_replicas(cases: list[Case], replicas: int, repeat: int) -> int:
-    server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
-    results = []
-    for case in cases:
-        for attempt in range(1, repeat + 1):
-            print(f"running {replicas} replicas, N={case.events} W={case.workers} L={case.latency_ms:g} ms, run "
-                  f"{attempt}/{repeat} ...", file=sys.stderr, flush=True)  # fmt: skip
-            results.append(run_replicas(case, replicas, server))
-            print(f"  {results[-1].ratio:.3f} x ideal, shares {results[-1].shares}", file=sys.stderr, flush=True)
-    print(table(results))
-    return 0

@@ -7,7 +7,8 @@ reports cyberevents' rate as a fraction of the smaller. Each case runs `cybereve
 process against a fresh database on the PostgreSQL at BENCH_DATABASE_URL (default: the machine's,
 postgresql://postgres@127.0.0.1:5432/test) and a `cyberevents agent` process with latency L, which reports the
 requests it saw in flight. Each case runs `--repeat` times (run-once and the raw limits again each time) and the
-table shows medians: on a shared machine one run can be a quarter faster or slower than the next.
+table shows medians: on a shared machine one run can be a quarter faster or slower than the next. A case with a
+fourth field R runs R daemons that share one cycle instead (bench.replicas).
 """
 
 from __future__ import annotations
@@ -35,18 +36,44 @@ from cyberevents.eventloop import run
 from cyberevents.settings import to_asyncpg_url
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-# The issue's targets: latency-bound at two scales, machine-bound at W=50, and memory from 1,000 to 100,000.
-DEFAULT_CASES = ["434,10,200", "10000,500,1000", "2000,50,0", "1000,50,0", "100000,50,0"]
+# The targets (docs/performance.md): latency-bound at two scales, fan-out thousands wide, machine-bound at W = 50
+# with memory from 1,000 to 100,000 events, and three replicas sharing one cycle (the fourth field: R).
+DEFAULT_CASES = [
+    "434,10,200", "10000,500,1000", "20000,5000,10000", "50000,10000,20000",
+    "2000,50,0", "1000,50,0", "100000,50,0", "30000,500,2000,3",
+]  # fmt: skip
 BENCH_DB = "cyberevents_bench"
-# Issue 21's replicas case: 30,000 events, W = 500 in each replica, L = 2 s (with --replicas 3).
-REPLICA_CASE = "30000,500,2000"
+REPLICA_CASE = "30000,500,2000"  # --replicas R alone: 30,000 events, W = 500 in each replica, L = 2 s
 
 
 @dataclass(frozen=True)
 class Case:
     events: int
-    workers: int
+    workers: int  # in each replica
     latency_ms: float
+    replicas: int = 1  # daemons sharing the cycle (bench.replicas) when more than one
+
+    @classmethod
+    def parse(cls, text: str, replicas: int | None = None) -> Case:
+        """`N,W,L_MS` or `N,W,L_MS,R`; `replicas` (--replicas) overrides R."""
+        fields = text.split(",")
+        try:
+            if len(fields) not in (3, 4):
+                raise ValueError
+            events, workers, latency = int(fields[0]), int(fields[1]), float(fields[2])
+            count = replicas or (int(fields[3]) if len(fields) == 4 else 1)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not N,W,L_MS or N,W,L_MS,R") from None
+        if min(events, workers, count) < 1 or not 0 <= latency < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r}: N, W and R are at least 1, L_MS a finite number from 0")
+        if count > 1 and latency == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: replicas are measured against the agent's latency, L_MS > 0")
+        return cls(events, workers, latency, count)
+
+    @property
+    def label(self) -> str:
+        shared = f" x {self.replicas} replicas" if self.replicas > 1 else ""
+        return f"N={self.events} W={self.workers} L={self.latency_ms:g} ms{shared}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +116,15 @@ class Result:
     @property
     def ratio(self) -> float:
         return self.dispatch_seconds / self.ideal if self.ideal else float("nan")
+
+    def summary(self) -> str:
+        if self.case.latency_ms > 0:
+            return f"dispatch {self.dispatch_seconds:.2f}s = {self.ratio:.3f} x ideal, {self.peak_in_flight} in flight"
+        return (
+            f"{self.rate:.0f} events/s, raw HTTP {_maybe(self.raw_http)}/s, raw DB {_maybe(self.raw_db)}/s: "
+            f"{self.share_of_limit:.2f} of the smaller; own-session rung {_maybe(self.session_rung)}/s: "
+            f"{self.share_of_rung:.2f} of it"
+        )
 
     def as_json(self) -> dict[str, object]:
         """The run's figures, and the one that judges it (`figure`): the ratio to the ideal when the agent's
@@ -304,10 +340,13 @@ def positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--case", action="append", metavar="N,W,L_MS", help=f"a case (default: {' '.join(DEFAULT_CASES)})"
+        "--case",
+        action="append",
+        metavar="N,W,L_MS[,R]",
+        help=f"a case, R replicas sharing its cycle if given (default: {' '.join(DEFAULT_CASES)})",
     )
     parser.add_argument(
-        "--repeat", type=positive, default=3, metavar="R", help="runs per case, medians shown (default 3)"
+        "--repeat", type=positive, default=3, metavar="K", help="runs per case, medians shown (default 3)"
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write every run's figures, with the commit, to FILE"
@@ -320,24 +359,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     chosen = args.case or ([REPLICA_CASE] if args.replicas else DEFAULT_CASES)
-    cases = [Case(int(n), int(w), float(ms)) for n, w, ms in (c.split(",") for c in chosen)]
-    if args.replicas:
-        from bench.replicas import main_replicas  # here: it imports this module
+    try:
+        cases = [Case.parse(text, args.replicas) for text in chosen]
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"--case {exc}")
+    from bench.replicas import Shared, median_shared, run_replicas, shared_table  # here: it imports this module
 
-        return main_replicas(cases, args.replicas, args.repeat)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
-    results, recorded = [], []
+    alone: list[Result] = []
+    shared: list[Shared] = []
+    recorded = []
     for case in cases:
-        runs = []
+        runs: list[Result | Shared] = []
         for attempt in range(1, args.repeat + 1):
             started = time.monotonic()
-            label = f"N={case.events} W={case.workers} L={case.latency_ms:g} ms, run {attempt}/{args.repeat}"
-            print(f"running {label} ...", file=sys.stderr, flush=True)
-            runs.append(run_case(case, server))
-            print(f"  {_summary(runs[-1])} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
-        results.append(median_of(runs))
+            print(f"running {case.label}, run {attempt}/{args.repeat} ...", file=sys.stderr, flush=True)
+            runs.append(run_replicas(case, server) if case.replicas > 1 else run_case(case, server))
+            print(f"  {runs[-1].summary()} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
+        if case.replicas > 1:
+            shared.append(median_shared([run for run in runs if isinstance(run, Shared)]))
+        else:
+            alone.append(median_of([run for run in runs if isinstance(run, Result)]))
         recorded.append({"case": asdict(case), "runs": [run.as_json() for run in runs]})
-    print(table(results))
+    print("\n\n".join(([table(alone)] if alone else []) + ([shared_table(shared)] if shared else [])))
     if args.json:
         args.json.write_text(json.dumps({"commit": commit(), "cases": recorded}, indent=1) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
@@ -352,13 +396,3 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
-
-
-def _summary(result: Result) -> str:
-    if result.case.latency_ms > 0:
-        return f"dispatch {result.dispatch_seconds:.2f}s = {result.ratio:.3f} x ideal"
-    return (
-        f"{result.rate:.0f} events/s, raw HTTP {_maybe(result.raw_http)}/s, raw DB {_maybe(result.raw_db)}/s: "
-        f"{result.share_of_limit:.2f} of the smaller; own-session rung {_maybe(result.session_rung)}/s: "
-        f"{result.share_of_rung:.2f} of it"
-    )

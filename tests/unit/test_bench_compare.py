@@ -30,3 +30,15 @@ def test_the_exit_code_says_whether_any_case_got_worse(tmp_path: Path) -> None:
     assert main([str(write("old", 1000)), str(write("slower", 700))]) == 1
     (tmp_path / "junk").write_text("not json")
     assert main([str(tmp_path / "old"), str(tmp_path / "junk")]) == 2
+
+
+def test_replicas_are_part_of_a_case(tmp_path: Path) -> None:
+    """The same N, W and L with and without replicas are two cases, never compared with each other."""
+
+    def write(name: str, replicas: int) -> Path:
+        case = {"events": 30000, "workers": 500, "latency_ms": 2000.0, "replicas": replicas}
+        runs = [{"figure": "ratio_to_ideal", "ratio_to_ideal": 1.03 * replicas}]
+        (path := tmp_path / name).write_text(json.dumps({"commit": name, "cases": [{"case": case, "runs": runs}]}))
+        return path
+
+    assert main([str(write("alone", 1)), str(write("shared", 3))]) == 0  # no case in common: nothing got worse
