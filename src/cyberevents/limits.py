@@ -35,3 +35,16 @@ def ensure_descriptors(workers: int, sockets_per_request: int = 1) -> int:
             raised,
         )
     return raised
+
+
+def open_files_as_far_as_allowed() -> int:
+    """A server of any number of clients (the reference agent): the soft RLIMIT_NOFILE raised to the hard limit.
+    Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # an unlimited hard limit, above what the kernel allows a process (nr_open)
+        return soft
+    return hard

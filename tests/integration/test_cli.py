@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from sqlalchemy.engine import URL
 
+from cyberevents.agent.server import LISTEN_BACKLOG
+from cyberevents.eventloop import run
 from cyberevents.migrations import head_revision
 from tests.support import clean_env, cli, run_tool
 
@@ -191,3 +197,39 @@ def test_run_once_honours_cycle_timeout_seconds(database_url: URL) -> None:
         agent.terminate()
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout)["outcome"] == "timed_out"
+
+
+def test_the_reference_agent_holds_a_wide_fan_out() -> None:
+    """Started under a soft open-file limit of 100, it raises it to the hard one and holds 300 requests at once; its
+    listen backlog is what the kernel allows (net.core.somaxconn), not aiohttp's 128, so that thousands of clients
+    connecting together are not dropped to retry after a timeout."""
+    command = [sys.executable, "-m", "cyberevents", "agent", "--port", "0", "--latency-ms", "60000"]
+    with subprocess.Popen(
+        ["prlimit", "--nofile=100:4096", *command], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=clean_env(),
+    ) as agent:  # fmt: skip
+        try:
+            assert agent.stdout is not None
+            url = agent.stdout.readline().strip()
+            limits = Path(f"/proc/{agent.pid}/limits").read_text()
+            assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+            listening = run_tool("ss", "-ltnH", f"sport = :{urlsplit(url).port}", env={}).stdout.split()
+            somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+            assert int(listening[2]) == min(LISTEN_BACKLOG, somaxconn)  # a listening socket's Send-Q: its backlog
+            run(_hold(url, 300))
+        finally:
+            agent.kill()  # not its shutdown, which would wait for the requests it holds
+
+
+async def _hold(url: str, requests: int) -> None:
+    """Send `requests` at once and wait until the agent holds every one; then drop them."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        held = [asyncio.create_task(http.post(url, data=b"{}")) for _ in range(requests)]
+        stats = url.removesuffix("/analyse") + "/stats"
+        async with asyncio.timeout(60):  # the agent holds each for 60 s: all of them are in by then, or never
+            while (await (await http.get(stats)).json())["in_flight"] < requests:
+                assert not any(request.done() for request in held), "a request ended: refused or cut"
+                await asyncio.sleep(0.05)
+        for request in held:
+            request.cancel()
+        await asyncio.gather(*held, return_exceptions=True)

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 VERSION = {VERSION_HEADER: f"cyberevents-reference {__version__}"}  # sent with every verdict
 
 REMEMBERED_KEYS = 1_000_000
+# A dispatch thousands wide opens thousands of connections at once: past aiohttp's backlog of 128 the kernel drops
+# their SYNs, and each client waits out TCP's retransmission timeout (docs/performance.md, "Wide fan-out"). Linux
+# caps the backlog at net.core.somaxconn.
+LISTEN_BACKLOG = 65_535
 
 
 @dataclass
@@ -114,5 +118,5 @@ def create_app(knobs: AgentKnobs) -> web.Application:
 @asynccontextmanager
 async def serve(knobs: AgentKnobs, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Run the agent on this loop; yields its analyse URL (port 0 picks a free one)."""
-    async with serve_app(create_app(knobs), host, port) as base_url:
+    async with serve_app(create_app(knobs), host, port, backlog=LISTEN_BACKLOG) as base_url:
         yield f"{base_url}/analyse"
