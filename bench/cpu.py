@@ -46,8 +46,9 @@ def postgres_cpu_seconds() -> float:
 
 
 def spent(agent_pid: int) -> dict[str, float]:
-    """CPU seconds so far of the three parties: this process, every PostgreSQL process, the agent."""
-    return {"own": time.process_time(), "postgres": postgres_cpu_seconds(), "agent": cpu_seconds(agent_pid)}
+    """CPU seconds so far of the three parties: this process (the agent's client), every PostgreSQL process, the
+    agent."""
+    return {"client": time.process_time(), "postgres": postgres_cpu_seconds(), "agent": cpu_seconds(agent_pid)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             return await own_dispatch(self, cycle_id, tally, *rest, **named)
         before = clocks()
         claimed = await own_dispatch(self, cycle_id, tally, *rest, **named)
-        measured.update({name: spent - before[name] for name, spent in clocks().items()})
+        measured.update({name: now - before[name] for name, now in clocks().items()})
         return claimed
 
     with reference_agent() as (agent_pid, agent_url):
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     per_event = {name: seconds / args.events * 1e6 for name, seconds in measured.items() if name != "wall"}
     rate = args.events / measured["wall"]
     print(
-        f"N={args.events} W={args.workers}: {rate:.0f} events/s; CPU per event: cyberevents {per_event['own']:.0f} us, "
-        f"PostgreSQL {per_event['postgres']:.0f} us, agent {per_event['agent']:.0f} us (on {os.cpu_count()} cores)",
+        f"N={args.events} W={args.workers}: {rate:.0f} events/s; CPU per event: cyberevents {per_event['client']:.0f} "
+        f"us, PostgreSQL {per_event['postgres']:.0f} us, agent {per_event['agent']:.0f} us (on {os.cpu_count()} cores)",
         file=sys.stderr,
     )
     if args.json:

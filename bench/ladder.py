@@ -17,7 +17,7 @@ PostgreSQL process, and the agent; the service's, from a `python -m bench.cpu` r
 (its dispatch phase only: run-once's own process also generates and stores the cycle). Run it when no other
 PostgreSQL work is going on.
 
-    python -m bench.ladder [--events N] [--workers W] [--repeat R]
+    python -m bench.ladder [--events N] [--workers W] [--repeat K]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from cyberevents.settings import to_asyncpg_url
 
 LAYERS = ("request + commit", "+ own AsyncSession", "+ verdict statement", "+ agent client")
 SERVICE = "cyberevents run-once"
-PARTIES = ("own", "postgres", "agent")  # whose CPU: the client (this process, or run-once's), PostgreSQL, the agent
+PARTIES = ("client", "postgres", "agent")  # whose CPU: this process (or run-once's), PostgreSQL, the agent
 Measured = tuple[float, dict[str, float]]  # deliveries per second, and CPU per delivery in µs by party
 
 
@@ -80,8 +80,10 @@ async def _pending_again(dsn: str) -> list[asyncpg.Record]:
         await connection.close()
 
 
-async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int) -> float:
-    """Deliveries per second through `layer`, `workers` at a time, over every event in the database."""
+async def layer_rate(layer: str, reference: tuple[int, str], database_url: str, workers: int) -> Measured:
+    """Deliveries per second through `layer`, `workers` at a time, over every event in the database; and each
+    party's CPU per delivery in µs, read around the deliveries alone (not the tables' reset, nor the connections)."""
+    agent_pid, agent_url = reference  # the reference agent's process and URL
     dsn = database_url.replace("+asyncpg", "")
     events = iter(await _pending_again(dsn))
     async with AsyncExitStack() as stack:
@@ -135,18 +137,10 @@ async def layer_rate(layer: str, agent_url: str, database_url: str, workers: int
                 delivered += 1
             return delivered
 
-        started = time.monotonic()
+        before, started = spent(agent_pid), time.monotonic()
         delivered = sum(await asyncio.gather(*(worker(index) for index in range(workers))))
-        return delivered / (time.monotonic() - started)
-
-
-def layer_cpu(layer: str, agent: tuple[int, str], database_url: str, events: int, workers: int) -> Measured:
-    """A layer's deliveries per second over the database's `events`, and each party's CPU per delivery in µs."""
-    agent_pid, agent_url = agent
-    before = spent(agent_pid)
-    rate = run(layer_rate(layer, agent_url, database_url, workers))
-    after = spent(agent_pid)
-    return rate, {party: (after[party] - before[party]) / events * 1e6 for party in PARTIES}
+        seconds, after = time.monotonic() - started, spent(agent_pid)
+        return delivered / seconds, {party: (after[party] - before[party]) / delivered * 1e6 for party in PARTIES}
 
 
 def service_cpu(events: int, workers: int) -> dict[str, float]:
@@ -154,7 +148,9 @@ def service_cpu(events: int, workers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         figures = Path(scratch) / "cpu.json"
         command = [sys.executable, "-m", "bench.cpu", "--events", str(events), "--workers", str(workers)]
-        subprocess.run([*command, "--json", str(figures)], check=True, capture_output=True)
+        done = subprocess.run([*command, "--json", str(figures)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.cpu failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
         measured: dict[str, float] = json.loads(figures.read_text())["cpu_us_per_event"]
     return measured
 
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=positive, default=10_000, metavar="N", help="events (default 10,000)")
     parser.add_argument("--workers", type=positive, default=50, metavar="W", help="DISPATCH_WORKERS (default 50)")
-    parser.add_argument("--repeat", type=positive, default=3, metavar="R", help="runs, medians shown (default 3)")
+    parser.add_argument("--repeat", type=positive, default=3, metavar="K", help="runs, medians shown (default 3)")
     args = parser.parse_args(argv)
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     database_url = to_asyncpg_url(server).set(database=BENCH_DB).render_as_string(hide_password=False)
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         measured: dict[str, Measured] = {}
         with reference_agent() as agent:
             for name in LAYERS:
-                measured[name] = layer_cpu(name, agent, database_url, args.events, args.workers)
+                measured[name] = run(layer_rate(name, agent, database_url, args.workers))
         measured[SERVICE] = service.rate, service_cpu(args.events, args.workers)
         for name, (rate, per_party) in measured.items():
             rates[name].append(rate)

@@ -1,4 +1,4 @@
-"""Replicas that add up: R daemons on one database share one cycle's dispatch (`python -m bench --case N,W,L,R`).
+"""Replicas that add up: R daemons on one database share one cycle's dispatch (`python -m bench --case N,W,L_MS,R`).
 
 Each case starts R `cyberevents run` processes on a fresh database, against one reference agent with latency L;
 the first to take the cycle lock runs the start cycle of N events and the others help it, through leased claims.
@@ -9,7 +9,6 @@ request (its time less L) to the last one. Each replica's share is what its /met
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import signal
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.run import Case, clean_env, event_counts, recreate, reference_agent
+from bench.run import Case, agent_peak_in_flight, clean_env, event_counts, recreate, reference_agent
 from cyberevents.eventloop import run
 
 
@@ -33,7 +32,7 @@ class Shared:
     case: Case
     dispatch_seconds: float
     peak_in_flight: int
-    shares: list[list[int]]  # events each replica analysed, per run (one run, unless a row of medians)
+    shares: list[int]  # events each replica analysed
 
     @property
     def ideal(self) -> float:
@@ -43,27 +42,21 @@ class Shared:
     def ratio(self) -> float:
         return self.dispatch_seconds / self.ideal
 
+    @property
+    def each(self) -> str:
+        return " / ".join(f"{share:,}" for share in self.shares)
+
     def summary(self) -> str:
-        return f"dispatch {self.dispatch_seconds:.2f}s = {self.ratio:.3f} x ideal, shares {', '.join(_each(self))}"
+        return f"dispatch {self.dispatch_seconds:.2f}s = {self.ratio:.3f} x ideal, shares {self.each}"
 
     def as_json(self) -> dict[str, object]:
         return {
             "dispatch_seconds": self.dispatch_seconds,
             "ratio_to_ideal": self.ratio,
             "peak_in_flight": self.peak_in_flight,
-            "shares": self.shares[0],
+            "shares": self.shares,
             "figure": "ratio_to_ideal",
         }
-
-
-def median_shared(runs: list[Shared]) -> Shared:
-    """One row for repeated runs: the median dispatch, the highest peak in flight, every run's shares."""
-    dispatch = statistics.median(run.dispatch_seconds for run in runs)
-    return Shared(runs[0].case, dispatch, max(run.peak_in_flight for run in runs), [run.shares[0] for run in runs])
-
-
-def _each(result: Shared) -> list[str]:
-    return [" / ".join(f"{share:,}" for share in shares) for shares in result.shares]
 
 
 async def verdict_span(dsn: str, events: int, within: float) -> float:
@@ -129,25 +122,28 @@ def run_replicas(case: Case, server: str) -> Shared:
             dsn = database_url.replace("+asyncpg", "")
             span = run(verdict_span(dsn, case.events, within=20 * case.latency_ms / 1000 + 600))
             shares = [analysed_by(base) for base in bases]
-            with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
-                peak = json.load(response)["peak_in_flight"]
+            peak = agent_peak_in_flight(agent_url)
         finally:
             for daemon, _ in daemons:
                 daemon.send_signal(signal.SIGTERM)
             for daemon, _ in daemons:
                 daemon.wait(timeout=120)
-    return Shared(case, span + case.latency_ms / 1000, peak, [shares])
+    return Shared(case, span + case.latency_ms / 1000, peak, shares)
 
 
-def shared_table(results: list[Shared]) -> str:
+def shared_table(cases: list[list[Shared]]) -> str:
+    """A row per case, from its runs: the median dispatch, the highest peak in flight, every run's shares."""
     rows = [
         "| R | N | W each | L (ms) | dispatch (s) | ideal (s) | ratio | agent peak in flight "
         "| each replica's share, per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
+    for runs in cases:
+        case, ideal = runs[0].case, runs[0].ideal
+        dispatch = statistics.median(run.dispatch_seconds for run in runs)
         rows.append(
-            f"| {r.case.replicas} | {r.case.events} | {r.case.workers} | {r.case.latency_ms:g} | "
-            f"{r.dispatch_seconds:.2f} | {r.ideal:.2f} | {r.ratio:.3f} | {r.peak_in_flight} | {'; '.join(_each(r))} |"
+            f"| {case.replicas} | {case.events} | {case.workers} | {case.latency_ms:g} | {dispatch:.2f} | "
+            f"{ideal:.2f} | {dispatch / ideal:.3f} | {max(run.peak_in_flight for run in runs)} | "
+            f"{'; '.join(run.each for run in runs)} |"
         )
     return "\n".join(rows)

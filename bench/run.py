@@ -36,14 +36,14 @@ from cyberevents.eventloop import run
 from cyberevents.settings import to_asyncpg_url
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+REPLICA_CASE = "30000,500,2000"  # shared by replicas: 30,000 events, W = 500 in each, L = 2 s (--replicas R alone)
 # The targets (docs/performance.md): latency-bound at two scales, fan-out thousands wide, machine-bound at W = 50
 # with memory from 1,000 to 100,000 events, and three replicas sharing one cycle (the fourth field: R).
 DEFAULT_CASES = [
     "434,10,200", "10000,500,1000", "20000,5000,10000", "50000,10000,20000",
-    "2000,50,0", "1000,50,0", "100000,50,0", "30000,500,2000,3",
+    "2000,50,0", "1000,50,0", "100000,50,0", f"{REPLICA_CASE},3",
 ]  # fmt: skip
 BENCH_DB = "cyberevents_bench"
-REPLICA_CASE = "30000,500,2000"  # --replicas R alone: 30,000 events, W = 500 in each replica, L = 2 s
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,22 @@ class Case:
     events: int
     workers: int  # in each replica
     latency_ms: float
-    replicas: int = 1  # daemons sharing the cycle (bench.replicas) when more than one
+    replicas: int = 1  # daemons sharing the cycle (bench.replicas); 1 is run-once itself
 
     @classmethod
     def parse(cls, text: str, replicas: int | None = None) -> Case:
-        """`N,W,L_MS` or `N,W,L_MS,R`; `replicas` (--replicas) overrides R."""
+        """`N,W,L_MS` or `N,W,L_MS,R`; `replicas` (--replicas) is R for a case that does not give its own."""
         fields = text.split(",")
         try:
             if len(fields) not in (3, 4):
                 raise ValueError
             events, workers, latency = int(fields[0]), int(fields[1]), float(fields[2])
-            count = replicas or (int(fields[3]) if len(fields) == 4 else 1)
+            given = int(fields[3]) if len(fields) == 4 else None
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not N,W,L_MS or N,W,L_MS,R") from None
+        if given is not None and replicas is not None and given != replicas:
+            raise argparse.ArgumentTypeError(f"{text!r} gives R = {given}, --replicas {replicas}")
+        count = given if given is not None else replicas or 1
         if min(events, workers, count) < 1 or not 0 <= latency < math.inf:
             raise argparse.ArgumentTypeError(f"{text!r}: N, W and R are at least 1, L_MS a finite number from 0")
         if count > 1 and latency == 0:
@@ -246,9 +249,16 @@ def reference_agent(latency_ms: float = 0.0) -> Iterator[tuple[int, str]]:
         agent.communicate(timeout=10)
 
 
+def agent_peak_in_flight(agent_url: str) -> int:
+    """The most requests the reference agent has held at once, from its /stats."""
+    with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
+        return int(json.load(response)["peak_in_flight"])
+
+
 def run_case(case: Case, server: str) -> Result:
     database_url = run(recreate(server))
-    with reference_agent(case.latency_ms) as (_, agent_url):
+    with reference_agent(case.latency_ms) as agent:
+        agent_url = agent[1]
         env = clean_env() | {
             "DATABASE_URL": database_url,
             "AGENT_URL": agent_url,
@@ -266,18 +276,17 @@ def run_case(case: Case, server: str) -> Result:
             if cycle.returncode != 0:
                 raise RuntimeError(f"run-once failed ({cycle.returncode}): {stderr.read().strip().splitlines()[-1:]}")
             report = json.load(stdout)
-        with urllib.request.urlopen(agent_url.removesuffix("/analyse") + "/stats", timeout=10) as response:
-            stats = json.load(response)
+        peak_in_flight = agent_peak_in_flight(agent_url)
         raw_http = raw_db = rung = None
         if case.latency_ms == 0:  # the machine-bound case: measure the machine in the same run
             from bench.ladder import LAYERS, layer_rate  # here: it imports this module
 
             raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
             raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
-            rung = run(layer_rate(LAYERS[1], agent_url, database_url, case.workers))
+            rung, _ = run(layer_rate(LAYERS[1], agent, database_url, case.workers))
     rss = usage.ru_maxrss / 1024
     return Result(
-        case, report["dispatch_seconds"], stats["peak_in_flight"], rss, raw_http, raw_db,
+        case, report["dispatch_seconds"], peak_in_flight, rss, raw_http, raw_db,
         score_seconds=report.get("score_seconds"), session_rung=rung,
     )  # fmt: skip
 
@@ -355,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "--replicas",
         type=positive,
         metavar="R",
-        help=f"R daemons share each case's cycle (default case {REPLICA_CASE})",
+        help=f"R daemons share the cycle of each case that gives no R (default case {REPLICA_CASE}; 1: run-once)",
     )
     args = parser.parse_args(argv)
     chosen = args.case or ([REPLICA_CASE] if args.replicas else DEFAULT_CASES)
@@ -363,11 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         cases = [Case.parse(text, args.replicas) for text in chosen]
     except argparse.ArgumentTypeError as exc:
         parser.error(f"--case {exc}")
-    from bench.replicas import Shared, median_shared, run_replicas, shared_table  # here: it imports this module
+    from bench.replicas import Shared, run_replicas, shared_table  # here: it imports this module
 
     server = os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER)
     alone: list[Result] = []
-    shared: list[Shared] = []
+    shared: list[list[Shared]] = []
     recorded = []
     for case in cases:
         runs: list[Result | Shared] = []
@@ -377,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run_replicas(case, server) if case.replicas > 1 else run_case(case, server))
             print(f"  {runs[-1].summary()} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
         if case.replicas > 1:
-            shared.append(median_shared([run for run in runs if isinstance(run, Shared)]))
+            shared.append([run for run in runs if isinstance(run, Shared)])
         else:
             alone.append(median_of([run for run in runs if isinstance(run, Result)]))
         recorded.append({"case": asdict(case), "runs": [run.as_json() for run in runs]})

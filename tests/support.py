@@ -53,7 +53,7 @@ def cli(
 def run_tool(
     *command: str, env: Mapping[str, str], cwd: str | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command of this environment (cyberevents, alembic) with only `env` as settings."""
+    """Run a command (cyberevents, alembic from this environment; a system tool) with only `env` as settings."""
     environment = clean_env(**env)
     tool = str(Path(sys.executable).with_name(command[0])) if command[0] == "alembic" else command[0]
     return subprocess.run(

@@ -25,7 +25,7 @@ from .cycle import CycleBusy, CycleRequest, run_cycle
 from .db import database_error, describe, driver_error, one_line, open_engine, open_write_engine, session_factory
 from .eventloop import run
 from .generator import Counts, generate
-from .limits import open_files_as_far_as_allowed
+from .limits import raise_open_file_limit
 from .logs import configure_logging
 from .models import CycleOutcome, EventKind, EventStatus
 from .output import OutputError, written
@@ -246,7 +246,7 @@ async def _agent(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     token = args.token or (settings.agent_token.get_secret_value() if settings.agent_token else None)
-    open_files_as_far_as_allowed()  # one socket per client request in flight, whatever DISPATCH_WORKERS they run
+    raise_open_file_limit()  # one socket per client request in flight, whatever DISPATCH_WORKERS they run
     knobs = AgentKnobs(args.latency_ms, args.jitter_ms, args.error_rate, token=token)
     async with AsyncExitStack() as stack:
         try:

@@ -211,6 +211,7 @@ def test_the_reference_agent_holds_a_wide_fan_out() -> None:
         try:
             assert agent.stdout is not None
             url = agent.stdout.readline().strip()
+            assert url, "the agent did not start (prlimit needs a hard open-file limit of at least 4,096)"
             limits = Path(f"/proc/{agent.pid}/limits").read_text()
             assert re.search(r"Max open files\s+4096\s+4096", limits), limits
             listening = run_tool("ss", "-ltnH", f"sport = :{urlsplit(url).port}", env={}).stdout.split()

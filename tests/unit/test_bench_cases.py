@@ -12,7 +12,10 @@ def test_a_case_reads_its_fields_and_its_replicas() -> None:
     assert Case.parse("434,10,200") == Case(434, 10, 200.0, 1)
     assert Case.parse("30000,500,2000,3") == Case(30000, 500, 2000.0, 3)
     assert Case.parse("30000,500,2000", replicas=3) == Case(30000, 500, 2000.0, 3)  # --replicas 3
-    assert Case.parse("30000,500,2000,2", replicas=3).replicas == 3
+    assert Case.parse("30000,500,2000,3", replicas=3).replicas == 3
+    for conflicting in ("30000,500,2000,2", "30000,500,2000,x", "30000,500,2000,"):  # R read, whatever --replicas says
+        with pytest.raises(argparse.ArgumentTypeError):
+            Case.parse(conflicting, replicas=3)
 
 
 @pytest.mark.parametrize(
