@@ -9,7 +9,6 @@ request (its time less L) to the last one. Each replica's share is what its /met
 from __future__ import annotations
 
 import asyncio
-import math
 import signal
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ class Shared:
 
     @property
     def ideal(self) -> float:
-        return math.ceil(self.case.events / (self.case.replicas * self.case.workers)) * self.case.latency_ms / 1000
+        return self.case.ideal
 
     @property
     def ratio(self) -> float:

@@ -74,6 +74,11 @@ class Case:
         return cls(events, workers, latency, count)
 
     @property
+    def ideal(self) -> float:
+        """The dispatch's floor: ceil(N / (R·W)) waves of L."""
+        return math.ceil(self.events / (self.replicas * self.workers)) * self.latency_ms / 1000
+
+    @property
     def label(self) -> str:
         shared = f" x {self.replicas} replicas" if self.replicas > 1 else ""
         return f"N={self.events} W={self.workers} L={self.latency_ms:g} ms{shared}"
@@ -114,7 +119,7 @@ class Result:
 
     @property
     def ideal(self) -> float:
-        return math.ceil(self.case.events / self.case.workers) * self.case.latency_ms / 1000
+        return self.case.ideal
 
     @property
     def ratio(self) -> float:
@@ -257,8 +262,7 @@ def agent_peak_in_flight(agent_url: str) -> int:
 
 def run_case(case: Case, server: str) -> Result:
     database_url = run(recreate(server))
-    with reference_agent(case.latency_ms) as agent:
-        agent_url = agent[1]
+    with reference_agent(case.latency_ms) as (agent_pid, agent_url):
         env = clean_env() | {
             "DATABASE_URL": database_url,
             "AGENT_URL": agent_url,
@@ -283,7 +287,7 @@ def run_case(case: Case, server: str) -> Result:
 
             raw_http = run(raw_http_rate(agent_url, case.workers, max(3000, case.events)))
             raw_db = run(raw_commit_rate(database_url.replace("+asyncpg", ""), case.workers, max(3000, case.events)))
-            rung, _ = run(layer_rate(LAYERS[1], agent, database_url, case.workers))
+            rung, _ = run(layer_rate(LAYERS[1], (agent_pid, agent_url), database_url, case.workers))
     rss = usage.ru_maxrss / 1024
     return Result(
         case, report["dispatch_seconds"], peak_in_flight, rss, raw_http, raw_db,
