@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -25,9 +26,14 @@ def figures(path: Path) -> tuple[str, dict[tuple[int, int, float, int], tuple[st
     cases = {}
     for entry in data["cases"]:
         case = entry["case"]
+        if not entry["runs"]:
+            raise ValueError(f"case {case}: no runs")
         name = entry["runs"][0]["figure"]
         key = (case["events"], case["workers"], case["latency_ms"], case.get("replicas", 1))
-        cases[key] = (name, [run[name] for run in entry["runs"]])
+        values = [float(run[name]) for run in entry["runs"]]
+        if not all(0 < value < math.inf for value in values):
+            raise ValueError(f"case {key}: {name} must be a positive number in every run")
+        cases[key] = (name, values)
     return data["commit"], cases
 
 

@@ -60,7 +60,7 @@ class Case:
         try:
             if len(fields) not in (3, 4):
                 raise ValueError
-            events, workers, latency = int(fields[0]), int(fields[1]), float(fields[2])
+            events, workers, latency = int(fields[0]), int(fields[1]), float(fields[2]) + 0.0  # -0 is 0
             given = int(fields[3]) if len(fields) == 4 else None
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not N,W,L_MS or N,W,L_MS,R") from None
@@ -387,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         for attempt in range(1, args.repeat + 1):
             started = time.monotonic()
             print(f"running {case.label}, run {attempt}/{args.repeat} ...", file=sys.stderr, flush=True)
-            runs.append(run_replicas(case, server) if case.replicas > 1 else run_case(case, server))
+            try:
+                runs.append(run_replicas(case, server) if case.replicas > 1 else run_case(case, server))
+            except (RuntimeError, TimeoutError) as exc:  # run-once refused the case, or a replica never finished
+                print(f"python -m bench: {case.label}: {exc}", file=sys.stderr)
+                return 1
             print(f"  {runs[-1].summary()} ({time.monotonic() - started:.1f}s)", file=sys.stderr, flush=True)
         if case.replicas > 1:
             shared.append([run for run in runs if isinstance(run, Shared)])

@@ -10,6 +10,7 @@ from bench.run import DEFAULT_CASES, Case
 
 def test_a_case_reads_its_fields_and_its_replicas() -> None:
     assert Case.parse("434,10,200") == Case(434, 10, 200.0, 1)
+    assert str(Case.parse("2000,50,-0").latency_ms) == "0.0"  # not -0.0, which prints as -0
     assert Case.parse("30000,500,2000,3") == Case(30000, 500, 2000.0, 3)
     assert Case.parse("30000,500,2000", replicas=3) == Case(30000, 500, 2000.0, 3)  # --replicas 3
     assert Case.parse("30000,500,2000,3", replicas=3).replicas == 3

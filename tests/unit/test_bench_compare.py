@@ -30,6 +30,10 @@ def test_the_exit_code_says_whether_any_case_got_worse(tmp_path: Path) -> None:
     assert main([str(write("old", 1000)), str(write("slower", 700))]) == 1
     (tmp_path / "junk").write_text("not json")
     assert main([str(tmp_path / "old"), str(tmp_path / "junk")]) == 2
+    case = {"events": 2000, "workers": 50, "latency_ms": 0.0}
+    for runs in ([], [{"figure": "events_per_second", "events_per_second": 0}]):  # nothing to judge; no ratio of 0
+        (tmp_path / "empty").write_text(json.dumps({"commit": "x", "cases": [{"case": case, "runs": runs}]}))
+        assert main([str(tmp_path / "old"), str(tmp_path / "empty")]) == 2
 
 
 def test_replicas_are_part_of_a_case(tmp_path: Path) -> None:
